@@ -1,0 +1,70 @@
+# Two commands for a newcomer: `make book` and `make test`.
+# Each creates .venv if it is missing and installs the exact pins first.
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+SCALE  ?= book
+BUILD  := _build
+# Any warning or failed cell fails the build; every problem is reported.
+JBFLAGS := -W -n --keep-going
+# Everything the executed chapters depend on besides their own code cells.
+# jupyter-cache keys only on code cells, so a change here must throw the
+# cache (and Sphinx's doctrees) away, or a stale figure gets published.
+DEPS   := $(shell find code -type f \( -name '*.py' -o -name '*.mplstyle' \) | sort) requirements.txt pyproject.toml
+
+.PHONY: help venv cache-check book chapter test test-fast lint pdf clean
+
+help:
+	@echo "make book      execute every chapter and build the HTML (_build/html)"
+	@echo "make test      run the test suite"
+	@echo "make chapter NAME=hessian   rebuild one chapter alone (fast)"
+	@echo "make pdf       the whole book and one handout per chapter as PDF"
+	@echo "make lint      ruff on code/, tests/ and benchmarks/"
+	@echo "make clean     remove the build (keeps .venv)"
+	@echo "SCALE=quick|book|full chooses the experiment size (default book)"
+
+venv: $(STAMP)
+
+$(STAMP): requirements.txt pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --upgrade --quiet pip
+	$(BIN)/python -m pip install -r requirements.txt
+	touch $@
+
+# Throw away cached execution when the helpers, pins or scale changed.
+cache-check: $(STAMP)
+	@h="$$(cat $(DEPS) | sha256sum | cut -c1-16)-$(SCALE)"; \
+	old="$$(cat $(BUILD)/.deps-hash 2>/dev/null)"; \
+	if [ "$$h" != "$$old" ]; then \
+	  echo "code/, pins or scale changed: dropping cached execution"; \
+	  rm -rf $(BUILD)/.jupyter_cache $(BUILD)/.doctrees \
+	         $(BUILD)/jupyter_execute $(BUILD)/html; \
+	  mkdir -p $(BUILD); echo "$$h" > $(BUILD)/.deps-hash; \
+	fi
+
+book: cache-check
+	BATCHLAB_SCALE=$(SCALE) $(BIN)/jupyter-book build . $(JBFLAGS)
+
+chapter: $(STAMP)
+	@test -n "$(NAME)" || { echo "usage: make chapter NAME=hessian"; exit 2; }
+	@test -f chapters/$(NAME).md || { echo "no chapters/$(NAME).md"; exit 2; }
+	BATCHLAB_SCALE=$(SCALE) $(BIN)/jupyter-book build chapters/$(NAME).md $(JBFLAGS)
+
+test: $(STAMP)
+	$(BIN)/python -m pytest
+
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -m "not book"
+
+lint: $(STAMP)
+	$(BIN)/ruff check code tests benchmarks
+	$(BIN)/ruff format --check code tests benchmarks
+
+clean:
+	rm -rf $(BUILD) .pytest_cache
+
+# `make print-JBFLAGS` prints a variable (the tests read the build flags).
+print-%:
+	@echo $($*)

@@ -1,0 +1,60 @@
+import pytest
+import torch
+from batchlab import models
+from torch import nn
+
+
+def test_mlp_layout_and_parameter_count():
+    net = models.mlp([40, 100, 100, 10])
+    assert models.n_parameters(net) == 40 * 100 + 100 + 100 * 100 + 100 + 1010
+    assert [type(m) for m in net] == [
+        nn.Linear,
+        nn.Tanh,
+        nn.Linear,
+        nn.Tanh,
+        nn.Linear,
+    ]
+
+
+def test_mlp_with_batchnorm_places_it_before_the_activation():
+    net = models.mlp(
+        [5, 8, 3], activation="relu", batchnorm=True, bn_momentum=None
+    )
+    assert [type(m) for m in net] == [
+        nn.Linear,
+        nn.BatchNorm1d,
+        nn.ReLU,
+        nn.Linear,
+    ]
+    assert net[1].momentum is None
+
+
+def test_seed_determines_weights_without_touching_global_rng():
+    torch.manual_seed(0)
+    expected = torch.rand(1)
+    torch.manual_seed(0)
+    a = models.mlp([4, 6, 2], seed=3)
+    assert torch.rand(1) == expected
+    b = models.mlp([4, 6, 2], seed=3)
+    c = models.mlp([4, 6, 2], seed=4)
+    assert torch.equal(a[0].weight, b[0].weight)
+    assert not torch.equal(a[0].weight, c[0].weight)
+
+
+def test_initialization_is_uniform_within_fan_in_bound():
+    lin = models.linear_model(400, 3, seed=1)
+    assert lin.weight.abs().max() <= 400**-0.5
+    assert lin.weight.std() > 0.8 * 400**-0.5 / 3**0.5
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"sizes": [3]}, "two positive"),
+        ({"sizes": [3, 0, 2]}, "positive"),
+        ({"sizes": [3, 2], "activation": "gelu"}, "activation"),
+    ],
+)
+def test_bad_arguments_are_explained(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        models.mlp(**kwargs)
