@@ -9,7 +9,7 @@ experiments and uses a GPU when one is present.
 from __future__ import annotations
 
 import os
-from enum import Enum
+from enum import StrEnum
 from typing import TypeVar
 
 import torch
@@ -19,7 +19,7 @@ ENV_VAR = "BATCHLAB_SCALE"
 T = TypeVar("T")
 
 
-class Scale(str, Enum):
+class Scale(StrEnum):
     """Experiment size; compare with ``Scale.QUICK`` and friends."""
 
     QUICK = "quick"
