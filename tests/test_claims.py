@@ -38,3 +38,16 @@ def test_check_all_names_the_failing_cases():
         claims.check_all([True, False, True], "every seed agrees")
     with pytest.raises(ValueError):
         claims.check_all([], "nothing")
+
+
+def test_publish_turns_scalars_into_plain_numbers(monkeypatch):
+    seen = {}
+    import myst_nb
+
+    monkeypatch.setattr(myst_nb, "glue", lambda n, v, display: seen.update(
+        {n: (v, display)}))
+    assert claims.publish("a", np.float64(1.5)) == 1.5
+    assert type(seen["a"][0]) is float and seen["a"][1] is False
+    assert claims.publish("b", torch.tensor(3)) == 3
+    with pytest.raises(TypeError, match="number or a string"):
+        claims.publish("c", np.ones(2))

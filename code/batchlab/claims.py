@@ -52,3 +52,22 @@ def check_all(conditions: Sequence[object], message: str) -> str:
             f"{len(conditions)}): {message}"
         )
     return message
+
+
+def publish(name: str, value: object) -> object:
+    """Glue a number (or short text) into the prose under ``name``.
+
+    numpy and torch scalars become plain Python numbers first, so format
+    specs such as ``{glue:text}`name:.3f``` work on them. Returns the value.
+    """
+    from myst_nb import glue
+
+    if hasattr(value, "item") and getattr(value, "ndim", 0) == 0:
+        value = value.item()
+    if not isinstance(value, bool | int | float | str):
+        raise TypeError(
+            f"publish takes a number or a string, got {type(value).__name__}"
+            " (glue figures with myst_nb.glue)"
+        )
+    glue(name, value, display=False)
+    return value

@@ -1,0 +1,317 @@
+"""Input normalization and the Hessians it shapes.
+
+* :func:`fit_transform` fits centring, standardization, PCA or ZCA
+  whitening on training inputs and returns an :class:`InputTransform`.
+* :func:`linear_regression_hessian`, :func:`logistic_hessian` give the
+  closed-form Hessians of the mean squared and logistic losses.
+* :class:`CenteredMLP` centres (and optionally rescales) every hidden
+  layer's outputs over the data set, with or without compensating the
+  next layer so the function is unchanged (Raiko, Valpola and LeCun 2012).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+KINDS = ("raw", "center", "standardize", "pca", "zca")
+
+
+@dataclass(frozen=True)
+class InputTransform:
+    """``x -> (x - mean) @ matrix``, fitted on training data.
+
+    Attributes:
+        kind: one of ``raw``, ``center``, ``standardize``, ``pca``, ``zca``.
+        mean: shape ``(d,)``.
+        matrix: shape ``(d, d)`` (``(d, k)`` for PCA dropping directions).
+    """
+
+    kind: str
+    mean: torch.Tensor
+    matrix: torch.Tensor
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        """Apply to inputs of shape ``(n, d)``."""
+        if x.shape[-1] != self.mean.shape[0]:
+            raise ValueError(
+                f"inputs have {x.shape[-1]} features, the transform was "
+                f"fitted on {self.mean.shape[0]}"
+            )
+        out = (x.double() - self.mean) @ self.matrix
+        return out.to(x.dtype)
+
+
+def covariance(x: torch.Tensor) -> torch.Tensor:
+    """Covariance (divided by n) of inputs ``(n, d)``, float64 ``(d, d)``."""
+    x = x.double()
+    xc = x - x.mean(0)
+    return xc.T @ xc / x.shape[0]
+
+
+def fit_transform(x: torch.Tensor, kind: str, eps: float = 0.0):
+    """Fit a normalization on training inputs ``x`` of shape ``(n, d)``.
+
+    Args:
+        x: training inputs.
+        kind: ``raw`` (identity), ``center``, ``standardize`` (per-feature
+            zero mean and unit variance), ``pca`` (rotate onto principal
+            axes and scale to unit variance) or ``zca`` (PCA whitening
+            rotated back, the whitening closest to the raw inputs).
+        eps: added to the variances (or covariance eigenvalues) before
+            dividing; needed when a feature is constant or the covariance
+            is singular.
+
+    Returns:
+        An :class:`InputTransform`.
+
+    Raises:
+        ValueError: unknown kind, or a (near) zero variance with
+            ``eps == 0``.
+    """
+    if kind not in KINDS:
+        raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
+    if x.ndim != 2 or x.shape[0] < 2:
+        raise ValueError(f"need inputs of shape (n >= 2, d), got {x.shape}")
+    if eps < 0:
+        raise ValueError(f"eps must be non-negative, got {eps}")
+    d = x.shape[1]
+    mean = x.double().mean(0)
+    eye = torch.eye(d, dtype=torch.float64)
+    if kind == "raw":
+        return InputTransform(kind, torch.zeros(d, dtype=torch.float64), eye)
+    if kind == "center":
+        return InputTransform(kind, mean, eye)
+    cov = covariance(x)
+    if kind == "standardize":
+        var = torch.diagonal(cov)
+        _check_positive(var, eps, "a feature has zero variance")
+        return InputTransform(kind, mean, torch.diag((var + eps) ** -0.5))
+    evals, evecs = torch.linalg.eigh(cov)
+    _check_positive(evals, eps, "the input covariance is singular")
+    scale = torch.diag((evals.clamp_min(0) + eps) ** -0.5)
+    pca = evecs @ scale
+    if kind == "pca":
+        return InputTransform(kind, mean, pca)
+    return InputTransform(kind, mean, pca @ evecs.T)
+
+
+def _check_positive(values: torch.Tensor, eps: float, what: str) -> None:
+    if eps == 0 and bool((values <= 1e-12 * values.abs().max()).any()):
+        raise ValueError(
+            f"{what}; whitening would divide by zero. Pass eps > 0 to "
+            "regularize (add eps to every variance)"
+        )
+
+
+def with_bias(x: torch.Tensor) -> torch.Tensor:
+    """Append a column of ones, ``(n, d) -> (n, d + 1)``, float64."""
+    x = x.double()
+    return torch.cat([x, torch.ones(x.shape[0], 1, dtype=x.dtype)], 1)
+
+
+def linear_regression_hessian(
+    x: torch.Tensor, bias: bool = True
+) -> torch.Tensor:
+    """Hessian of ``mean((x w + b - y)^2) / 2``: ``X^T X / n``.
+
+    It does not depend on the targets or the weights. With ``bias`` the
+    last row and column belong to the bias. Shape ``(d + 1, d + 1)``.
+    """
+    X = with_bias(x) if bias else x.double()
+    return X.T @ X / X.shape[0]
+
+
+def logistic_hessian(
+    x: torch.Tensor, w: torch.Tensor, bias: bool = True
+) -> torch.Tensor:
+    """Hessian of the mean binary logistic loss at weights ``w``.
+
+    ``X^T diag(p (1 - p)) X / n`` with ``p = sigmoid(X w)``; ``w`` has
+    shape ``(d + 1,)`` with the bias last when ``bias``.
+    """
+    X = with_bias(x) if bias else x.double()
+    if w.shape != (X.shape[1],):
+        raise ValueError(f"w must have shape ({X.shape[1]},), got {w.shape}")
+    p = torch.sigmoid(X @ w.double())
+    return (X * (p * (1 - p))[:, None]).T @ X / X.shape[0]
+
+
+# --------------------------------------------------------------------------
+# Normalizing every hidden layer over the data set
+
+
+class CenteredMLP(nn.Module):
+    """A tanh MLP whose hidden outputs are shifted (and scaled) by
+    data-set statistics held in buffers.
+
+    Hidden layer ``l`` computes ``(tanh(W_l h + b_l) - shift_l) / scale_l``.
+    :meth:`renormalize` sets the shifts (and scales) to the current
+    statistics over a data set; with ``compensate=True`` it also changes
+    the next layer's weights and bias so that the network's function is
+    exactly unchanged.
+    """
+
+    def __init__(self, sizes: Sequence[int], seed: int = 0):
+        super().__init__()
+        from .models import mlp
+
+        base = mlp(sizes, activation="tanh", seed=seed)
+        self.linears = nn.ModuleList(
+            [m for m in base if isinstance(m, nn.Linear)]
+        )
+        for i, lin in enumerate(self.linears[:-1]):
+            self.register_buffer(f"shift{i}", torch.zeros(lin.out_features))
+            self.register_buffer(f"scale{i}", torch.ones(lin.out_features))
+
+    def hidden(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """Raw hidden activations ``tanh(W h + b)`` before normalization."""
+        outs, h = [], x
+        for i, lin in enumerate(self.linears[:-1]):
+            a = torch.tanh(lin(h))
+            outs.append(a)
+            h = (a - getattr(self, f"shift{i}")) / getattr(self, f"scale{i}")
+        return outs
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits, shape ``(n, c)``."""
+        h = x
+        for i, lin in enumerate(self.linears[:-1]):
+            a = torch.tanh(lin(h))
+            h = (a - getattr(self, f"shift{i}")) / getattr(self, f"scale{i}")
+        return self.linears[-1](h)
+
+    @torch.no_grad()
+    def renormalize(
+        self, x: torch.Tensor, compensate: bool = True, rescale: bool = False
+    ) -> None:
+        """Reset every hidden layer's shift (and scale) to the statistics
+        of its activations over ``x``, lowest layer first.
+
+        Args:
+            x: the data set, shape ``(n, d)``.
+            compensate: adjust the next layer so the output is unchanged.
+            rescale: also divide by the standard deviation (else centre only).
+        """
+        for i in range(len(self.linears) - 1):
+            a = self.hidden(x)[i]
+            old_shift = getattr(self, f"shift{i}").clone()
+            old_scale = getattr(self, f"scale{i}").clone()
+            new_shift = a.mean(0)
+            new_scale = a.std(0).clamp_min(1e-4) if rescale else old_scale
+            if compensate:
+                nxt = self.linears[i + 1]
+                # old input (a - s0)/c0 = ((a - s1)/c1) * c1/c0 + (s1-s0)/c0
+                ratio = new_scale / old_scale
+                nxt.bias += nxt.weight @ ((new_shift - old_shift) / old_scale)
+                nxt.weight *= ratio[None, :]
+            getattr(self, f"shift{i}").copy_(new_shift)
+            getattr(self, f"scale{i}").copy_(new_scale)
+
+
+# --------------------------------------------------------------------------
+# Experiments
+
+
+def linear_conditioning(
+    x: torch.Tensor, kinds: Sequence[str] = KINDS, eps: float = 0.0
+) -> tuple[dict[str, torch.Tensor], list[dict]]:
+    """Linear-regression Hessian spectra after each normalization.
+
+    Args:
+        x: training inputs ``(n, d)``.
+        kinds: normalizations to compare (see :func:`fit_transform`).
+        eps: regularizer passed on to :func:`fit_transform`.
+
+    Returns:
+        ``(spectra, rows)``: eigenvalues per kind (descending, float64) and
+        one row per kind with ``lambda_max``, ``lambda_min`` and
+        ``condition``, ready for ``pandas.DataFrame``.
+    """
+    spectra, rows = {}, []
+    for kind in kinds:
+        z = fit_transform(x, kind, eps=eps)(x)
+        ev = torch.linalg.eigvalsh(linear_regression_hessian(z)).flip(0)
+        spectra[kind] = ev
+        rows.append(
+            {
+                "inputs": kind,
+                "lambda_max": float(ev[0]),
+                "lambda_min": float(ev[-1]),
+                "condition": float(ev[0] / ev[-1]),
+            }
+        )
+    return spectra, rows
+
+
+def train_logistic(
+    x: torch.Tensor,
+    y: torch.Tensor,
+    lr: float,
+    steps: int,
+    eval_every: int,
+) -> list[dict]:
+    """Full-batch gradient descent on binary logistic regression from
+    ``w = 0``, recording the loss and the Hessian's condition number.
+
+    Args:
+        x: inputs ``(n, d)``; y: labels in {0, 1}, shape ``(n,)``.
+
+    Returns:
+        Rows with ``step``, ``loss``, ``lambda_max``, ``lambda_min`` and
+        ``condition``.
+    """
+    if not set(torch.unique(y).tolist()) <= {0, 1}:
+        raise ValueError("labels must be 0 or 1 for binary logistic loss")
+    X = with_bias(x)
+    t = y.double()
+    w = torch.zeros(X.shape[1], dtype=torch.float64)
+    rows = []
+    for step in range(steps + 1):
+        z = X @ w
+        if step % eval_every == 0 or step == steps:
+            ev = torch.linalg.eigvalsh(logistic_hessian(x, w))
+            loss = torch.nn.functional.binary_cross_entropy_with_logits(z, t)
+            rows.append(
+                {
+                    "step": step,
+                    "loss": float(loss),
+                    "lambda_max": float(ev[-1]),
+                    "lambda_min": float(ev[0]),
+                    "condition": float(ev[-1] / ev[0]),
+                }
+            )
+        w = w - lr * X.T @ (torch.sigmoid(z) - t) / X.shape[0]
+    return rows
+
+
+@dataclass(frozen=True)
+class NormalizationConfig:
+    """Sizes of the normalization chapter's experiments."""
+
+    dim: int  # features of the synthetic regression set
+    rho: float  # correlation between any two synthetic features
+    mean_shift: float  # offset added to every input to show a mean's effect
+    gd_tol: float  # error at which gradient descent counts as converged
+    logistic_steps: int  # gradient-descent steps of logistic regression
+    mlp_width: int  # hidden width of the MLP whose Hessian is formed exactly
+    hessian_examples: int  # training examples in that exact Hessian
+    mlp_steps: int  # SGD steps training that MLP
+    center_steps: int  # SGD steps of the hidden-unit centring comparison
+    center_every: int  # steps between renormalizations
+    seeds: int  # seeds of the centring comparison
+
+    @classmethod
+    def for_scale(cls, scale) -> NormalizationConfig:
+        """The configuration for ``quick``, ``book`` or ``full``."""
+        from .scale import pick
+
+        return pick(
+            scale,
+            quick=cls(10, 0.9, 3.0, 1e-2, 60, 8, 300, 300, 300, 50, 1),
+            book=cls(20, 0.9, 3.0, 1e-3, 300, 16, 1000, 2000, 3000, 50, 2),
+            full=cls(20, 0.9, 3.0, 1e-6, 1000, 24, 2000, 6000, 9000, 50, 4),
+        )

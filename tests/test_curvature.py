@@ -1,0 +1,168 @@
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from batchlab import curvature as C
+from batchlab import models
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(64, 5, generator=gen, dtype=torch.float64)
+    y = torch.randint(0, 3, (64,), generator=gen)
+    net = models.mlp([5, 6, 3], seed=1).double()
+    return net, x, y
+
+
+def reference_hessian(net, x, y):
+    """Independent: autograd.functional.hessian on a hand-flattened loss."""
+    shapes = [p.shape for p in net.parameters()]
+    theta = torch.cat([p.detach().reshape(-1) for p in net.parameters()])
+
+    def loss(flat):
+        parts, i = [], 0
+        for s in shapes:
+            n = int(np.prod(s))
+            parts.append(flat[i : i + n].view(s))
+            i += n
+        W1, b1, W2, b2 = parts
+        return F.cross_entropy(torch.tanh(x @ W1.T + b1) @ W2.T + b2, y)
+
+    return torch.autograd.functional.hessian(loss, theta)
+
+
+def test_hvp_matches_autograd_hessian(tiny):
+    net, x, y = tiny
+    H = reference_hessian(net, x, y)
+    op = C.HessianOperator(net, F.cross_entropy, x, y)
+    gen = torch.Generator().manual_seed(3)
+    for _ in range(3):
+        v = torch.randn(op.dim, generator=gen, dtype=torch.float64)
+        assert torch.allclose(op.matvec(v), H @ v, atol=1e-10)
+    assert op.n_products == 3
+    assert torch.allclose(
+        C.exact_hessian(net, F.cross_entropy, x, y), H, atol=1e-10
+    )
+
+
+def test_top_eigenvalues_match_eigvalsh(tiny):
+    net, x, y = tiny
+    ev = torch.linalg.eigvalsh(reference_hessian(net, x, y)).numpy()[::-1]
+    op = C.HessianOperator(net, F.cross_entropy, x, y)
+    top = C.top_eigenvalues(op, k=3, tol=1e-10)
+    np.testing.assert_allclose(top.values, ev[:3], rtol=1e-7)
+    assert top.n_products > 0
+    np.testing.assert_allclose(
+        C.hessian_spectrum(net, F.cross_entropy, x, y), ev, atol=1e-10
+    )
+
+
+def test_top_eigenvalues_rejects_bad_operators():
+    with pytest.raises(ValueError, match="square"):
+        C.top_eigenvalues(np.ones((3, 4)))
+    with pytest.raises(ValueError, match="symmetric"):
+        C.top_eigenvalues(np.array([[1.0, 2.0, 0], [0, 1, 0], [0, 0, 1]]))
+    with pytest.raises(ValueError, match="k must be"):
+        C.top_eigenvalues(np.eye(3), k=3)
+
+
+def test_condition_number_refuses_indefinite_matrices():
+    assert C.condition_number(np.array([2.0, 0.5])) == 4.0
+    with pytest.raises(ValueError, match="not positive definite"):
+        C.condition_number(np.array([2.0, -0.1]))
+
+
+def test_slq_density_integrates_to_one_and_matches_spectrum(tiny):
+    net, x, y = tiny
+    ev = C.hessian_spectrum(net, F.cross_entropy, x, y)
+    op = C.HessianOperator(net, F.cross_entropy, x, y)
+    grid = np.linspace(ev.min() - 0.5, ev.max() + 0.5, 2000)
+    dens, nodes, weights = C.spectral_density(
+        op, grid, n_probes=8, steps=op.dim, seed=0
+    )
+    assert np.isclose(weights.sum(), 1.0)
+    assert np.isclose(np.trapezoid(dens, grid), 1.0, atol=1e-2)
+    # With full-length Lanczos the nodes are the exact eigenvalues.
+    assert np.isclose(nodes.max(), ev.max(), rtol=1e-6)
+    # Quadrature of the identity function gives the mean eigenvalue.
+    assert np.isclose(nodes @ weights, ev.mean(), atol=0.3 * np.abs(ev).max())
+
+
+def test_lanczos_tridiagonal_has_the_eigenvalues_of_a_matrix():
+    A = torch.diag(torch.arange(1.0, 7.0, dtype=torch.float64))
+    a, b = C.lanczos(lambda v: A @ v, torch.ones(6, dtype=torch.float64), 6)
+    T = torch.diag(a) + torch.diag(b, 1) + torch.diag(b, -1)
+    assert torch.allclose(
+        torch.linalg.eigvalsh(T),
+        torch.arange(1.0, 7.0, dtype=torch.float64),
+        atol=1e-8,
+    )
+
+
+def test_loss_along_direction_is_a_parabola_for_least_squares():
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(50, 3, generator=gen)
+    y = torch.randn(50, 1, generator=gen)
+    net = models.linear_model(3, 1, seed=0)
+    d = torch.randn(4, generator=gen)
+    alphas = np.linspace(-1, 1, 7)
+    losses = C.loss_along(net, F.mse_loss, x, y, d, alphas)
+    coeffs = np.polyfit(alphas, losses, 2)
+    assert np.allclose(np.polyval(coeffs, alphas), losses, atol=1e-5)
+    H = C.exact_hessian(net, F.mse_loss, x, y)
+    assert np.isclose(2 * coeffs[0], float(d @ H @ d), rtol=1e-4)
+    with pytest.raises(ValueError, match="direction"):
+        C.loss_along(net, F.mse_loss, x, y, torch.ones(3), alphas)
+
+
+def test_perturbations_and_sharpness_grow_with_curvature():
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(200, 4, generator=gen)
+    y = x @ torch.ones(4, 1)
+    flat = models.linear_model(4, 1, seed=0)
+    sharp = models.linear_model(4, 1, seed=0)
+    with torch.no_grad():
+        for net in (flat, sharp):
+            net.weight.copy_(torch.ones(1, 4))
+            net.bias.zero_()
+
+    # Same minimum; scaling the inputs by 3 makes the loss 9x as curved.
+    def sharp_loss(out, target):
+        return F.mse_loss(out, target)
+
+    r_flat = C.perturbed_losses(
+        flat, F.mse_loss, x, y, [0.01, 0.1], relative=False
+    )
+    r_sharp = C.perturbed_losses(
+        sharp, sharp_loss, 3 * x, 3 * y, [0.01, 0.1], relative=False
+    )
+    assert np.all(r_sharp > 5 * r_flat) and r_flat[1] > r_flat[0]
+    k_flat = C.keskar_sharpness(flat, F.mse_loss, x, y, eps=1e-2)
+    k_sharp = C.keskar_sharpness(sharp, F.mse_loss, 3 * x, 3 * y, eps=1e-2)
+    assert k_sharp > 5 * k_flat > 0
+
+
+def test_gd_on_quadratic_follows_condition_number():
+    H = torch.diag(torch.tensor([1.0, 0.01], dtype=torch.float64))
+    steps = C.gd_steps_on_quadratic(H, lr=1.0, tol=1e-3)
+    bound = np.ceil(np.log(1e3) / -np.log(1 - 0.01))
+    assert 0.5 * bound <= steps <= bound
+    assert C.gd_steps_on_quadratic(H, lr=2.1, tol=1e-3, max_steps=500) == 500
+    assert C.gd_steps_on_quadratic(torch.eye(3), lr=1.0) == 1
+
+
+def test_flat_params_round_trip(tiny):
+    net, _, _ = tiny
+    theta = C.flat_params(net)
+    C.set_flat_params(net, theta * 2)
+    assert torch.allclose(C.flat_params(net), theta * 2)
+    C.set_flat_params(net, theta)
+    with pytest.raises(ValueError, match="vector of"):
+        C.set_flat_params(net, theta[:-1])
+
+
+def test_spectrum_summary():
+    s = C.spectrum_summary(np.array([10.0, 1.0, 0.5, -0.5]), n_outliers=1)
+    assert s["outlier_ratio"] == 10.0
+    assert np.isclose(s["negative_mass"], 0.5 / 12)
