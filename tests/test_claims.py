@@ -44,8 +44,9 @@ def test_publish_turns_scalars_into_plain_numbers(monkeypatch):
     seen = {}
     import myst_nb
 
-    monkeypatch.setattr(myst_nb, "glue", lambda n, v, display: seen.update(
-        {n: (v, display)}))
+    monkeypatch.setattr(
+        myst_nb, "glue", lambda n, v, display: seen.update({n: (v, display)})
+    )
     assert claims.publish("a", np.float64(1.5)) == 1.5
     assert type(seen["a"][0]) is float and seen["a"][1] is False
     assert claims.publish("b", torch.tensor(3)) == 3

@@ -117,3 +117,15 @@ def test_epochs_to_steps():
     assert train.epochs_to_steps(0.001, 100, 100) == 1
     with pytest.raises(ValueError):
         train.epochs_to_steps(0, 100, 8)
+
+
+def test_sweep_config_rules_and_sweep_rows(small):
+    cfg = train.SweepConfig((40, 8, 10), (4, 256), 2, 0.05, 16, 1, 5)
+    assert cfg.lr("fixed", 256) == 0.05
+    assert cfg.lr("linear", 32) == pytest.approx(0.1)
+    with pytest.raises(ValueError, match="rule"):
+        cfg.lr("sqrt", 4)
+    rows, nets = train.batch_size_sweep(cfg, small)
+    assert len(rows) == 2 * 2 * 2 * 2 == len(nets)
+    r = next(r for r in rows if r["budget"] == "epochs" and r["B"] == 4)
+    assert r["steps"] == 64 and r["grad_evals"] == 256

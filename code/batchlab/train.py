@@ -469,3 +469,117 @@ def train_ensemble(
         grad_evals=steps * batch_size,
         diverged=diverged,
     )
+
+
+# --------------------------------------------------------------------------
+# The batch-size sweep
+
+
+@dataclass(frozen=True)
+class SweepConfig:
+    """A batch-size sweep on one data set with one MLP shape."""
+
+    sizes: tuple[int, ...]  # MLP widths, input first
+    batch_sizes: tuple[int, ...]  # B values (N means full batch)
+    seeds: int  # independent runs per setting
+    base_lr: float  # learning rate at batch size base_batch
+    base_batch: int  # the B at which the linear rule equals base_lr
+    epochs: float  # budget of the equal-epochs runs
+    steps: int  # budget of the equal-steps runs
+
+    @classmethod
+    def for_scale(cls, scale) -> SweepConfig:
+        """The sweep for ``quick``, ``book`` or ``full``."""
+        from .scale import pick
+
+        return pick(
+            scale,
+            quick=cls((40, 32, 10), (1, 16, 256, 4000), 2, 0.05, 16, 1, 40),
+            book=cls(
+                (40, 100, 100, 10),
+                (1, 4, 16, 64, 256, 1024, 4000),
+                3,
+                0.05,
+                16,
+                5,
+                200,
+            ),
+            full=cls(
+                (40, 100, 100, 10),
+                (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4000),
+                5,
+                0.05,
+                16,
+                20,
+                2000,
+            ),
+        )
+
+    def lr(self, rule: str, batch_size: int) -> float:
+        """Learning rate of ``rule`` (``fixed`` or ``linear``) at B."""
+        if rule == "fixed":
+            return self.base_lr
+        if rule == "linear":
+            return self.base_lr * batch_size / self.base_batch
+        raise ValueError(f"rule must be 'fixed' or 'linear', got {rule!r}")
+
+
+def batch_size_sweep(
+    cfg: SweepConfig, data: Dataset, rules: Sequence[str] = ("fixed", "linear")
+) -> tuple[list[dict], dict]:
+    """Train every (budget, rule, B, seed) of the sweep.
+
+    Models of one batch size and budget are trained together in one
+    :class:`EnsembleMLP`; diverged runs are recorded, not raised.
+
+    Returns:
+        ``(rows, models)``: one row per run (``budget``, ``rule``, ``B``,
+        ``seed``, ``lr``, ``steps``, ``train_loss``, ``test_loss``,
+        ``test_acc``, ``gap``, ``grad_evals``, ``wall_time``,
+        ``diverged``), and the trained models keyed by
+        ``(budget, rule, B, seed)``.
+    """
+    from .models import mlp
+
+    rows, trained = [], {}
+    for budget in ("epochs", "steps"):
+        for b in cfg.batch_sizes:
+            steps = (
+                epochs_to_steps(cfg.epochs, data.n_train, b)
+                if budget == "epochs"
+                else cfg.steps
+            )
+            keys = [(r, s) for r in rules for s in range(cfg.seeds)]
+            nets = [mlp(cfg.sizes, seed=s) for _, s in keys]
+            ens = EnsembleMLP.from_models(nets)
+            lrs = [cfg.lr(r, b) for r, _ in keys]
+            hist = train_ensemble(
+                ens,
+                data,
+                b,
+                lrs,
+                steps,
+                [s for _, s in keys],
+                on_divergence="record",
+            )
+            for i, (rule, seed) in enumerate(keys):
+                rows.append(
+                    dict(
+                        budget=budget,
+                        rule=rule,
+                        B=b,
+                        seed=seed,
+                        lr=lrs[i],
+                        steps=steps,
+                        train_loss=hist.train_loss[i, -1],
+                        test_loss=hist.test_loss[i, -1],
+                        train_acc=hist.train_acc[i, -1],
+                        test_acc=hist.test_acc[i, -1],
+                        gap=hist.test_loss[i, -1] - hist.train_loss[i, -1],
+                        grad_evals=hist.grad_evals,
+                        wall_time=hist.wall_time / len(keys),
+                        diverged=bool(hist.diverged[i]),
+                    )
+                )
+                trained[(budget, rule, b, seed)] = ens.member(i)
+    return rows, trained
