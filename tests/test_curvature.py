@@ -166,3 +166,17 @@ def test_spectrum_summary():
     s = C.spectrum_summary(np.array([10.0, 1.0, 0.5, -0.5]), n_outliers=1)
     assert s["outlier_ratio"] == 10.0
     assert np.isclose(s["negative_mass"], 0.5 / 12)
+
+
+def test_flatness_metrics_agree_with_the_parts(tiny):
+    net, x, y = tiny
+    m = C.flatness_metrics(net, F.cross_entropy, x, y, [0.1, 0.2], seed=0)
+    ev = C.hessian_spectrum(net, F.cross_entropy, x, y)
+    assert np.isclose(m["lambda_max"], ev[0], rtol=1e-3)
+    np.testing.assert_allclose(
+        m["weight_noise"],
+        C.perturbed_losses(
+            net, F.cross_entropy, x, y, [0.1, 0.2], n_directions=4, seed=0
+        ),
+    )
+    assert m["keskar"] >= 0

@@ -66,3 +66,18 @@ def test_bad_inputs():
             torch.ones(5, 4),
             torch.zeros(5).long(),
         )
+
+
+def test_noise_along_training_records_checkpoints():
+    from batchlab import train
+
+    d = data.mnist1d(num_samples=300)
+    net = models.mlp([40, 8, 10], seed=0)
+    cfg = train.SGDConfig(8, 0.05, 20)
+    rows = noise.noise_along_training(net, d, cfg, [0, 10, 20])
+    assert [r["step"] for r in rows] == [0, 10, 20]
+    final = noise.noise_stats(net, d.x_train, d.y_train)
+    assert np.isclose(rows[-1]["b_simple"], final.b_simple)
+    assert rows[-1]["loss"] < rows[0]["loss"]
+    with pytest.raises(ValueError, match="checkpoints"):
+        noise.noise_along_training(net, d, cfg, [30])

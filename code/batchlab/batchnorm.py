@@ -13,7 +13,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -178,15 +178,9 @@ def population_stats(
     saved = [(m.running_mean.clone(), m.running_var.clone()) for m in layers]
     stats = []
     try:
-        model.eval()
-        for layer in layers:
-            seen: dict = {}
-            hook = layer.register_forward_hook(
-                lambda mod, args, out, seen=seen: seen.setdefault("x", args[0])
-            )
-            model(x)
-            hook.remove()
-            mean, var = seen["x"].mean(0), seen["x"].var(0, unbiased=False)
+        for k, layer in enumerate(layers):
+            inputs = layer_inputs(model, x, k)
+            mean, var = inputs.mean(0), inputs.var(0, unbiased=False)
             stats.append((mean, var))
             layer.running_mean.copy_(mean)
             layer.running_var.copy_(var)
@@ -399,6 +393,7 @@ class BatchNormConfig:
     small_batches: tuple[int, ...]  # B values of the small-batch study
     small_epochs: float  # epochs per small-batch run
     hessian_steps: int  # SGD steps of the Hessian comparison
+    hessian_examples: int  # training examples in that Hessian
     seeds: int  # seeds where results are averaged
 
     @classmethod
@@ -406,47 +401,156 @@ class BatchNormConfig:
         """The configuration for ``quick``, ``book`` or ``full``."""
         from .scale import pick
 
+        book = cls(
+            cost_n=(500, 1000, 2000, 4000),
+            jump_steps=600,
+            jump_every=100,
+            noise_batches=(2, 4, 8, 32, 128),
+            noise_draws=300,
+            track_steps=1500,
+            track_every=100,
+            small_batches=(2, 4, 8, 32, 128),
+            small_epochs=2,
+            hessian_steps=600,
+            hessian_examples=1000,
+            seeds=2,
+        )
         return pick(
             scale,
-            quick=cls(
+            quick=replace(
+                book,
                 cost_n=(500, 4000),
                 jump_steps=100,
                 jump_every=25,
                 noise_batches=(4, 64),
                 noise_draws=50,
-                # the running averages need the book's run length to
-                # settle; it costs about three seconds
-                track_steps=1500,
-                track_every=100,
                 small_batches=(2, 128),
                 small_epochs=1,
                 hessian_steps=100,
+                hessian_examples=300,
                 seeds=1,
             ),
-            book=cls(
-                cost_n=(500, 1000, 2000, 4000),
-                jump_steps=600,
-                jump_every=100,
-                noise_batches=(2, 4, 8, 32, 128),
-                noise_draws=300,
-                track_steps=1500,
-                track_every=100,
-                small_batches=(2, 4, 8, 32, 128),
-                small_epochs=2,
-                hessian_steps=600,
-                seeds=2,
-            ),
-            full=cls(
-                cost_n=(500, 1000, 2000, 4000),
+            book=book,
+            full=replace(
+                book,
                 jump_steps=3000,
-                jump_every=100,
                 noise_batches=(2, 4, 8, 32, 128, 512),
                 noise_draws=1000,
                 track_steps=6000,
                 track_every=200,
-                small_batches=(2, 4, 8, 32, 128),
                 small_epochs=10,
                 hessian_steps=3000,
                 seeds=5,
             ),
         )
+
+
+@torch.no_grad()
+def layer_inputs(
+    model: nn.Module, x: torch.Tensor, index: int
+) -> torch.Tensor:
+    """Inputs of the ``index``-th BatchNorm layer for data ``x`` (eval
+    mode, so layers below use their running statistics), ``(n, c)``."""
+    layers = bn_layers(model)
+    if not 0 <= index < len(layers):
+        raise ValueError(f"index must be in [0, {len(layers) - 1}]")
+    seen: dict = {}
+    hook = layers[index].register_forward_hook(
+        lambda mod, args, out: seen.setdefault("x", args[0])
+    )
+    was_training = model.training
+    try:
+        model.eval()
+        model(x)
+    finally:
+        hook.remove()
+        model.train(was_training)
+    return seen["x"]
+
+
+def batch_mean_spread(
+    inputs: torch.Tensor, batch_sizes: Sequence[int], draws: int, seed: int = 0
+) -> list[dict]:
+    """Spread of batch means of ``inputs`` ``(N, c)`` against the law
+    ``sigma sqrt((N - B) / (B (N - 1)))`` for sampling without replacement.
+
+    Returns:
+        Rows with ``B``, ``measured`` and ``theory`` (both averaged over
+        units) and ``ratio`` (the per-unit ratio, averaged).
+    """
+    n = inputs.shape[0]
+    if draws < 2:
+        raise ValueError("need at least two draws to measure a spread")
+    sigma = inputs.std(0, unbiased=False)
+    gen = torch.Generator().manual_seed(seed)
+    rows = []
+    for b in batch_sizes:
+        if not 1 <= b < n:
+            raise ValueError(f"batch sizes must lie in [1, {n - 1}], got {b}")
+        means = torch.stack(
+            [
+                inputs[torch.randperm(n, generator=gen)[:b]].mean(0)
+                for _ in range(draws)
+            ]
+        )
+        spread = means.std(0)
+        theory = sigma * ((n - b) / (b * (n - 1))) ** 0.5
+        rows.append(
+            dict(
+                B=b,
+                measured=float(spread.mean()),
+                theory=float(theory.mean()),
+                ratio=float((spread / theory).mean()),
+            )
+        )
+    return rows
+
+
+def running_vs_population(
+    data,
+    sizes: Sequence[int],
+    lr: float,
+    steps: int,
+    every: int,
+    momenta: Sequence[float | None],
+    layer_index: int = 1,
+    batch_size: int = 32,
+    seed: int = 0,
+) -> list[dict]:
+    """Train a BatchNorm MLP and, every ``every`` steps, compare running
+    means of several momenta with the exact population mean of one
+    BatchNorm layer's inputs.
+
+    Returns:
+        Rows with ``step``, ``momentum`` (``"cumulative"`` for None) and
+        ``error`` (mean absolute difference over units).
+    """
+    from .train import SGDConfig, train_sgd
+
+    net = bn_mlp(sizes, seed=seed)
+    tracker = RunningTracker(bn_layers(net)[layer_index], momenta)
+    rows = []
+
+    def check_point(step: int, model: nn.Module) -> None:
+        if step % every:
+            return
+        pop_mean = population_stats(model, data.x_train)[layer_index][0]
+        for m, est in tracker.means.items():
+            rows.append(
+                dict(
+                    step=step,
+                    momentum="cumulative" if m is None else str(m),
+                    error=float((est - pop_mean).abs().mean()),
+                )
+            )
+
+    try:
+        train_sgd(
+            net,
+            data,
+            SGDConfig(batch_size, lr, steps, seed=seed),
+            on_step=check_point,
+        )
+    finally:
+        tracker.remove()
+    return rows

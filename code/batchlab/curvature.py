@@ -424,3 +424,28 @@ def spectrum_summary(ev: np.ndarray, n_outliers: int) -> dict:
         "outlier_ratio": ev[0] / ev[n_outliers],
         "negative_mass": np.abs(ev[ev < 0]).sum() / np.abs(ev).sum(),
     }
+
+
+def flatness_metrics(
+    model: nn.Module,
+    loss_fn: LossFn,
+    x,
+    y,
+    radii: Sequence[float],
+    seed: int = 0,
+    eps: float = 1e-3,
+) -> dict:
+    """The flatness measures of one solution on ``(x, y)``: the largest
+    Hessian eigenvalue (``lambda_max``), Keskar sharpness (``keskar``) and
+    the mean loss increase under random relative weight perturbations of
+    each radius (``weight_noise``, an array)."""
+    op = HessianOperator(model, loss_fn, x, y)
+    return dict(
+        lambda_max=float(
+            top_eigenvalues(op, k=1, tol=1e-3, seed=seed).values[0]
+        ),
+        keskar=keskar_sharpness(model, loss_fn, x, y, eps=eps, seed=seed),
+        weight_noise=perturbed_losses(
+            model, loss_fn, x, y, radii, n_directions=4, seed=seed
+        ),
+    )

@@ -15,7 +15,7 @@ which is ``tr(Sigma) / B`` for ``B << N`` and zero for ``B = N``. The
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -190,25 +190,89 @@ class NoiseConfig:
         """The configuration for ``quick``, ``book`` or ``full``."""
         from .scale import pick
 
+        book = cls(
+            batch_sizes=(1, 4, 16, 64, 256, 1024, 4000),
+            draws=40,
+            train_steps=3000,
+            checkpoints=8,
+            counter_lrs=(0.2, 0.5),
+            counter_batches=(1, 8, 64),
+            counter_epochs=2,
+        )
         return pick(
             scale,
-            quick=cls((1, 16, 256, 4000), 10, 300, 4, (0.2,), (1, 64), 0.5),
-            book=cls(
-                (1, 4, 16, 64, 256, 1024, 4000),
-                40,
-                3000,
-                8,
-                (0.2, 0.5),
-                (1, 8, 64),
-                2,
+            quick=replace(
+                book,
+                batch_sizes=(1, 16, 256, 4000),
+                draws=10,
+                train_steps=300,
+                checkpoints=4,
+                counter_lrs=(0.2,),
+                counter_batches=(1, 64),
+                counter_epochs=0.5,
             ),
-            full=cls(
-                (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4000),
-                200,
-                20000,
-                20,
-                (0.1, 0.2, 0.5),
-                (1, 4, 16, 64, 256),
-                5,
+            book=book,
+            full=replace(
+                book,
+                batch_sizes=(
+                    1,
+                    2,
+                    4,
+                    8,
+                    16,
+                    32,
+                    64,
+                    128,
+                    256,
+                    512,
+                    1024,
+                    2048,
+                    4000,
+                ),
+                draws=200,
+                train_steps=20000,
+                checkpoints=20,
+                counter_lrs=(0.1, 0.2, 0.5),
+                counter_batches=(1, 4, 16, 64, 256),
+                counter_epochs=5,
             ),
         )
+
+
+def noise_along_training(
+    model: nn.Sequential, data, cfg, checkpoints: Sequence[int]
+) -> list[dict]:
+    """Train ``model`` with :func:`batchlab.train.train_sgd` under ``cfg``
+    and record the full-data loss, ``tr(Sigma)``, ``|G|^2`` and
+    ``B_simple`` at the given steps (0 is the initial point).
+
+    Returns:
+        One row per checkpoint: ``step``, ``loss``, ``trace``, ``grad_sq``
+        and ``b_simple``.
+    """
+    from .train import train_sgd
+
+    due = set(int(c) for c in checkpoints)
+    if any(c < 0 or c > cfg.steps for c in due):
+        raise ValueError(f"checkpoints must lie in [0, {cfg.steps}]")
+    rows: list[dict] = []
+
+    def record(step: int, net: nn.Module) -> None:
+        if step not in due:
+            return
+        s = noise_stats(net, data.x_train, data.y_train)
+        with torch.no_grad():
+            loss = float(F.cross_entropy(net(data.x_train), data.y_train))
+        rows.append(
+            dict(
+                step=step,
+                loss=loss,
+                trace=s.trace,
+                grad_sq=s.grad_sq_norm,
+                b_simple=s.b_simple,
+            )
+        )
+
+    record(0, model)
+    train_sgd(model, data, cfg, on_step=record)
+    return rows

@@ -12,7 +12,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 from torch import nn
@@ -309,9 +309,41 @@ class NormalizationConfig:
         """The configuration for ``quick``, ``book`` or ``full``."""
         from .scale import pick
 
+        book = cls(
+            dim=20,
+            rho=0.9,
+            mean_shift=3.0,
+            gd_tol=0.001,
+            logistic_steps=300,
+            mlp_width=16,
+            hessian_examples=1000,
+            mlp_steps=2000,
+            center_steps=3000,
+            center_every=50,
+            seeds=2,
+        )
         return pick(
             scale,
-            quick=cls(10, 0.9, 3.0, 1e-2, 60, 8, 300, 300, 300, 50, 1),
-            book=cls(20, 0.9, 3.0, 1e-3, 300, 16, 1000, 2000, 3000, 50, 2),
-            full=cls(20, 0.9, 3.0, 1e-6, 1000, 24, 2000, 6000, 9000, 50, 4),
+            quick=replace(
+                book,
+                dim=10,
+                gd_tol=0.01,
+                logistic_steps=60,
+                mlp_width=8,
+                hessian_examples=300,
+                mlp_steps=300,
+                center_steps=300,
+                seeds=1,
+            ),
+            book=book,
+            full=replace(
+                book,
+                gd_tol=1e-06,
+                logistic_steps=1000,
+                mlp_width=24,
+                hessian_examples=2000,
+                mlp_steps=6000,
+                center_steps=9000,
+                seeds=4,
+            ),
         )

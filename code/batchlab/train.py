@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import torch
@@ -492,26 +492,46 @@ class SweepConfig:
         """The sweep for ``quick``, ``book`` or ``full``."""
         from .scale import pick
 
+        book = cls(
+            sizes=(40, 100, 100, 10),
+            batch_sizes=(1, 4, 16, 64, 256, 1024, 4000),
+            seeds=3,
+            base_lr=0.05,
+            base_batch=16,
+            epochs=5,
+            steps=200,
+        )
         return pick(
             scale,
-            quick=cls((40, 32, 10), (1, 16, 256, 4000), 2, 0.05, 16, 1, 40),
-            book=cls(
-                (40, 100, 100, 10),
-                (1, 4, 16, 64, 256, 1024, 4000),
-                3,
-                0.05,
-                16,
-                5,
-                200,
+            quick=replace(
+                book,
+                sizes=(40, 32, 10),
+                batch_sizes=(1, 16, 256, 4000),
+                seeds=2,
+                epochs=1,
+                steps=40,
             ),
-            full=cls(
-                (40, 100, 100, 10),
-                (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4000),
-                5,
-                0.05,
-                16,
-                20,
-                2000,
+            book=book,
+            full=replace(
+                book,
+                batch_sizes=(
+                    1,
+                    2,
+                    4,
+                    8,
+                    16,
+                    32,
+                    64,
+                    128,
+                    256,
+                    512,
+                    1024,
+                    2048,
+                    4000,
+                ),
+                seeds=5,
+                epochs=20,
+                steps=2000,
             ),
         )
 
