@@ -14,7 +14,7 @@ JBFLAGS := -W -n --keep-going
 # cache (and Sphinx's doctrees) away, or a stale figure gets published.
 DEPS   := $(shell find code -type f \( -name '*.py' -o -name '*.mplstyle' \) | sort) requirements.txt pyproject.toml
 
-.PHONY: help venv cache-check book chapter test test-fast lint pdf clean
+.PHONY: help venv cache-check book chapter test test-fast lint bench pdf clean
 
 help:
 	@echo "make book      execute every chapter and build the HTML (_build/html)"
@@ -22,6 +22,7 @@ help:
 	@echo "make chapter NAME=hessian   rebuild one chapter alone (fast)"
 	@echo "make pdf       the whole book and one handout per chapter as PDF"
 	@echo "make lint      ruff on code/, tests/ and benchmarks/"
+	@echo "make bench     the ratio benchmarks (tables on stdout)"
 	@echo "make clean     remove the build (keeps .venv)"
 	@echo "SCALE=quick|book|full chooses the experiment size (default book)"
 
@@ -61,6 +62,9 @@ test-fast: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check code tests benchmarks
 	$(BIN)/ruff format --check code tests benchmarks
+
+bench: $(STAMP)
+	for f in benchmarks/bench_*.py; do echo "== $$f"; $(BIN)/python $$f || exit 1; done
 
 clean:
 	rm -rf $(BUILD) .pytest_cache
