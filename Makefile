@@ -64,6 +64,7 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check code tests benchmarks
 
 bench: $(STAMP)
+	$(BIN)/python -m pip install --quiet --no-deps -r benchmarks/requirements.txt
 	for f in benchmarks/bench_*.py; do echo "== $$f"; $(BIN)/python $$f || exit 1; done
 
 clean:

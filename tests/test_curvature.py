@@ -180,3 +180,30 @@ def test_flatness_metrics_agree_with_the_parts(tiny):
         ),
     )
     assert m["keskar"] >= 0
+
+
+def test_lanczos_top_stops_early_and_is_accurate(tiny):
+    net, x, y = tiny
+    ev = C.hessian_spectrum(net, F.cross_entropy, x, y)
+    op = C.HessianOperator(net, F.cross_entropy, x, y)
+    top = C.lanczos_top(op, k=2, tol=1e-10, seed=1)
+    np.testing.assert_allclose(top.values, ev[:2], rtol=1e-7)
+    assert top.n_products < op.dim  # stopped before exhausting the space
+    H = C.exact_hessian(net, F.cross_entropy, x, y).numpy()
+    v = top.vectors[:, 0]
+    assert np.allclose(H @ v, ev[0] * v, atol=1e-5)
+    loose = C.lanczos_top(C.HessianOperator(net, F.cross_entropy, x, y),
+                          k=1, tol=1e-3, seed=1)
+    assert loose.n_products < top.n_products
+
+
+def test_top_eigenvalues_methods_agree(tiny):
+    net, x, y = tiny
+    ops = [C.HessianOperator(net, F.cross_entropy, x, y) for _ in range(2)]
+    a = C.top_eigenvalues(ops[0], k=2, tol=1e-10, method="lanczos")
+    b = C.top_eigenvalues(ops[1], k=2, tol=1e-10, method="arpack")
+    np.testing.assert_allclose(a.values, b.values, rtol=1e-7)
+    with pytest.raises(ValueError, match="method"):
+        C.top_eigenvalues(ops[0], method="power")
+    with pytest.raises(ValueError, match="HessianOperator"):
+        C.top_eigenvalues(np.eye(3), method="lanczos")
