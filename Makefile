@@ -6,7 +6,9 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 SCALE  ?= book
-BUILD  := _build
+# Where the build goes: $(OUT)/_build (tests build into a temporary OUT).
+OUT    ?= .
+BUILD  := $(OUT)/_build
 # Any warning or failed cell fails the build; every problem is reported.
 JBFLAGS := -W -n --keep-going
 # Everything the executed chapters depend on besides their own code cells.
@@ -14,7 +16,7 @@ JBFLAGS := -W -n --keep-going
 # cache (and Sphinx's doctrees) away, or a stale figure gets published.
 DEPS   := $(shell find code -type f \( -name '*.py' -o -name '*.mplstyle' \) | sort) requirements.txt pyproject.toml
 
-.PHONY: help venv cache-check book chapter test test-fast lint bench pdf clean
+.PHONY: help venv cache-check book chapter test test-fast lint bench pdf pdf-check clean
 
 help:
 	@echo "make book      execute every chapter and build the HTML (_build/html)"
@@ -46,12 +48,12 @@ cache-check: $(STAMP)
 	fi
 
 book: cache-check
-	BATCHLAB_SCALE=$(SCALE) $(BIN)/jupyter-book build . $(JBFLAGS)
+	BATCHLAB_SCALE=$(SCALE) $(BIN)/jupyter-book build . --path-output $(OUT) $(JBFLAGS)
 
 chapter: $(STAMP)
 	@test -n "$(NAME)" || { echo "usage: make chapter NAME=hessian"; exit 2; }
 	@test -f chapters/$(NAME).md || { echo "no chapters/$(NAME).md"; exit 2; }
-	BATCHLAB_SCALE=$(SCALE) $(BIN)/jupyter-book build chapters/$(NAME).md $(JBFLAGS)
+	BATCHLAB_SCALE=$(SCALE) $(BIN)/jupyter-book build chapters/$(NAME).md --path-output $(OUT) $(JBFLAGS)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest
@@ -66,6 +68,33 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m pip install --quiet --no-deps -r benchmarks/requirements.txt
 	for f in benchmarks/bench_*.py; do echo "== $$f"; $(BIN)/python $$f || exit 1; done
+
+# Debian packages `make pdf` needs (the test suite reads this list too).
+PDF_DEBS := texlive-xetex texlive-latex-extra texlive-fonts-extra \
+            texlive-fonts-recommended latexmk fonts-freefont-otf \
+            fonts-ipaexfont-mincho poppler-utils
+
+PDF_TOOLS ?= xelatex latexmk pdfinfo pdftotext pdfimages pdftoppm
+
+pdf-check:
+	@missing=""; \
+	for t in $(PDF_TOOLS); do command -v $$t >/dev/null || missing="$$missing $$t"; done; \
+	for f in bbm.sty pzdr.tfm; do kpsewhich $$f >/dev/null 2>&1 || missing="$$missing $$f"; done; \
+	for font in FreeSerif IPAexMincho; do fc-list "$$font" 2>/dev/null | grep -q . || missing="$$missing $$font"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "make pdf needs LaTeX and fonts that are missing here:$$missing"; \
+	  echo "On Debian/Ubuntu install them with:"; \
+	  echo "  sudo apt-get install --no-install-recommends $(PDF_DEBS)"; \
+	  exit 1; \
+	fi
+
+# The whole book (_build/pdf/book.pdf) and one handout per chapter.
+pdf: cache-check pdf-check
+	rm -rf $(BUILD)/latex
+	BATCHLAB_SCALE=$(SCALE) $(BIN)/jupyter-book build . --path-output $(OUT) --builder pdflatex $(JBFLAGS)
+	mkdir -p $(BUILD)/pdf
+	cp $(BUILD)/latex/book.pdf $(BUILD)/pdf/book.pdf
+	$(BIN)/python -m batchlab.handouts $(BUILD)/latex/book.pdf _toc.yml $(BUILD)/pdf
 
 clean:
 	rm -rf $(BUILD) .pytest_cache

@@ -1,13 +1,21 @@
-"""Shared fixtures: the repository root and a network guard."""
+"""Shared fixtures and helpers: the repository root, a network guard, the
+table of contents, and the built book (HTML and PDF)."""
 
 from __future__ import annotations
 
+import os
 import socket
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
+# CI builds the real book first and points the tests at it; without this
+# variable the tests build a quick-scale book of their own.
+BUILD_ENV = "BATCHLAB_BUILD_DIR"
 
 
 class NetworkBlocked(RuntimeError):
@@ -32,3 +40,114 @@ def no_network(monkeypatch):
 def root() -> Path:
     """The repository root."""
     return ROOT
+
+
+def toc_files() -> list[str]:
+    """Every page of ``_toc.yml``, root first, as paths without suffix."""
+    toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
+    files = [toc["root"]]
+    for part in toc.get("parts", []):
+        files += [c["file"] for c in part["chapters"]]
+    return files
+
+
+def code_pages() -> list[str]:
+    """The pages that run code."""
+    return [
+        f
+        for f in toc_files()
+        if "```{code-cell}" in (ROOT / f"{f}.md").read_text()
+    ]
+
+
+def chapter_pages() -> list[str]:
+    """The numbered chapters (the three questions)."""
+    toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
+    return [
+        c["file"]
+        for part in toc.get("parts", [])
+        if part.get("numbered")
+        for c in part["chapters"]
+    ]
+
+
+def make_var(name: str) -> str:
+    """A variable of the Makefile, as ``make print-NAME`` prints it."""
+    out = subprocess.run(
+        ["make", "-s", f"print-{name}"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return out.stdout.strip()
+
+
+def jupyter_book(*args: str, cwd: Path, scale: str = "quick"):
+    """Run ``jupyter-book build`` with the Makefile's flags."""
+    env = dict(os.environ, BATCHLAB_SCALE=scale)
+    exe = Path(sys.executable).with_name("jupyter-book")
+    return subprocess.run(
+        [str(exe), "build", *args, *make_var("JBFLAGS").split()],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=1200,
+    )
+
+
+def require_tool(available: bool, what: str) -> None:
+    """Skip when a system tool is missing, except in CI, where it fails."""
+    if available:
+        return
+    if os.environ.get("CI"):
+        pytest.fail(f"{what} is missing in CI; .ci/run must install it")
+    pytest.skip(f"{what} is not installed here")
+
+
+class BuiltBook:
+    """The book's ``_build`` folder, built on first use.
+
+    With ``$BATCHLAB_BUILD_DIR`` set (CI, after ``make book`` and
+    ``make pdf``) the real build is checked; otherwise a quick-scale book
+    is built once per session into a temporary folder.
+    """
+
+    def __init__(self, tmp: Path):
+        given = os.environ.get(BUILD_ENV)
+        self.given = given is not None
+        self.out = Path(given) if given else tmp
+        self.build = self.out if self.given else self.out / "_build"
+
+    def _make(self, target: str) -> None:
+        done = subprocess.run(
+            ["make", target, f"OUT={self.out}", "SCALE=quick"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=1800,
+        )
+        assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
+
+    def html(self) -> Path:
+        """The HTML site (``make book``)."""
+        site = self.build / "html"
+        if not self.given and not site.exists():
+            self._make("book")
+        assert site.exists(), f"no site at {site}; run make book"
+        return site
+
+    def pdf(self) -> Path:
+        """The PDFs (``make pdf``): book.pdf and one per chapter."""
+        pdf_dir = self.build / "pdf"
+        if not self.given and not pdf_dir.exists():
+            self._make("pdf")
+        assert pdf_dir.exists(), f"no PDFs at {pdf_dir}; run make pdf"
+        return pdf_dir
+
+
+@pytest.fixture(scope="session")
+def built(tmp_path_factory) -> BuiltBook:
+    """The built book (see :class:`BuiltBook`)."""
+    return BuiltBook(tmp_path_factory.mktemp("book"))

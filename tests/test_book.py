@@ -4,56 +4,14 @@ when the helpers change."""
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 from pathlib import Path
 
 import jupytext
 import pytest
-import yaml
-from conftest import ROOT
+from conftest import ROOT, code_pages, jupyter_book, toc_files
 from nbclient import NotebookClient
-
-
-def toc_files() -> list[str]:
-    toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
-    files = [toc["root"]]
-    for part in toc.get("parts", []):
-        files += [c["file"] for c in part["chapters"]]
-    return files
-
-
-def code_pages() -> list[str]:
-    return [
-        f
-        for f in toc_files()
-        if "```{code-cell}" in (ROOT / f"{f}.md").read_text()
-    ]
-
-
-def make_var(name: str) -> str:
-    out = subprocess.run(
-        ["make", "-s", f"print-{name}"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    return out.stdout.strip()
-
-
-def jupyter_book(*args: str, cwd: Path, scale: str = "quick"):
-    env = dict(os.environ, BATCHLAB_SCALE=scale)
-    exe = Path(os.sys.executable).with_name("jupyter-book")
-    return subprocess.run(
-        [str(exe), "build", *args, *make_var("JBFLAGS").split()],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
 
 
 def test_toc_lists_existing_pages():
@@ -84,18 +42,11 @@ def test_page_executes_as_a_notebook_at_quick_scale(page, monkeypatch):
     assert not errors
 
 
-@pytest.fixture(scope="session")
-def quick_site(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("site")
-    done = jupyter_book(str(ROOT), "--path-output", str(out), cwd=ROOT)
-    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
-    return out / "_build" / "html"
-
-
 @pytest.mark.book
-def test_built_book_has_a_page_per_toc_entry(quick_site):
+def test_built_book_has_a_page_per_toc_entry(built):
+    site = built.html()
     for f in toc_files():
-        page = quick_site / f"{f}.html"
+        page = site / f"{f}.html"
         assert page.exists(), f"no page built for {f}"
         assert "<h1" in page.read_text(encoding="utf-8")
 

@@ -192,8 +192,9 @@ def test_lanczos_top_stops_early_and_is_accurate(tiny):
     H = C.exact_hessian(net, F.cross_entropy, x, y).numpy()
     v = top.vectors[:, 0]
     assert np.allclose(H @ v, ev[0] * v, atol=1e-5)
-    loose = C.lanczos_top(C.HessianOperator(net, F.cross_entropy, x, y),
-                          k=1, tol=1e-3, seed=1)
+    loose = C.lanczos_top(
+        C.HessianOperator(net, F.cross_entropy, x, y), k=1, tol=1e-3, seed=1
+    )
     assert loose.n_products < top.n_products
 
 

@@ -1,0 +1,187 @@
+"""The site in a real browser: Debian's Chromium driven by Playwright.
+
+Every page of the built book is loaded from a local server. MathJax,
+which the pages take from a CDN, is served from a local npm copy of the
+same version; every other request off the machine is refused and
+reported. Screenshots land in ``<build>/screenshots``.
+"""
+
+from __future__ import annotations
+
+import functools
+import http.server
+import shutil
+import subprocess
+import threading
+from pathlib import Path
+from urllib.parse import urljoin, urlparse
+
+import pytest
+import yaml
+from conftest import ROOT, code_pages, require_tool, toc_files
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+MATHJAX_CDN = "https://cdn.jsdelivr.net/npm/mathjax@3/"
+MATHJAX_VERSION = "3.2.2"
+FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+@pytest.fixture(scope="module")
+def mathjax(built) -> Path:
+    """MathJax's es5 folder, installed once with npm under the build."""
+    require_tool(shutil.which("npm") is not None, "npm (for MathJax)")
+    prefix = built.build / "node"
+    es5 = prefix / "node_modules" / "mathjax" / "es5"
+    if not es5.exists():
+        subprocess.run(
+            [
+                "npm",
+                "install",
+                "--silent",
+                "--prefix",
+                str(prefix),
+                f"mathjax@{MATHJAX_VERSION}",
+            ],
+            check=True,
+            capture_output=True,
+            timeout=300,
+        )
+    return es5
+
+
+@pytest.fixture(scope="module")
+def server(built):
+    site = built.html()
+    handler = functools.partial(_QuietHandler, directory=str(site))
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{httpd.server_port}/"
+    httpd.shutdown()
+
+
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args) -> None:
+        pass
+
+
+@pytest.fixture(scope="module")
+def browser():
+    require_tool(Path(CHROMIUM).exists(), "Debian's chromium")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        b = pw.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+        yield b
+        b.close()
+
+
+def binder_url(page_path: str) -> str:
+    """The launch address of a page: its MyST file opened in JupyterLab."""
+    cfg = yaml.safe_load((ROOT / "_config.yml").read_text())
+    repo = cfg["repository"]["url"].removeprefix("https://github.com/")
+    return (
+        f"{cfg['launch_buttons']['binderhub_url']}/v2/gh/{repo}/"
+        f"{cfg['repository']['branch']}?urlpath=lab/tree/{page_path}.md"
+    )
+
+
+def _open(browser, server: str, mathjax: Path, page_path: str):
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    problems: list[str] = []
+    page.on(
+        "console",
+        lambda m: m.type == "error" and problems.append(f"console: {m.text}"),
+    )
+    page.on("pageerror", lambda e: problems.append(f"page error: {e}"))
+
+    def route(r):
+        url = r.request.url
+        if url.startswith(server):
+            return r.continue_()
+        if url.startswith(MATHJAX_CDN):
+            local = mathjax / url[len(MATHJAX_CDN) :].split("?")[
+                0
+            ].removeprefix("es5/")
+            return r.fulfill(path=str(local))
+        problems.append(f"external request at load: {url}")
+        return r.abort()
+
+    page.route("**/*", route)
+    page.goto(urljoin(server, f"{page_path}.html"), wait_until="load")
+    if page.locator("script[src*='mathjax']").count():
+        page.wait_for_function(
+            "window.MathJax && MathJax.startup && MathJax.startup.promise"
+        )
+        page.evaluate("MathJax.startup.promise")
+    return page, problems
+
+
+@pytest.mark.book
+@pytest.mark.parametrize("page_path", toc_files())
+def test_page_in_browser(browser, server, mathjax, built, page_path):
+    page, problems = _open(browser, server, mathjax, page_path)
+    try:
+        # Images: loaded, with alt text; figures visible.
+        images = page.eval_on_selector_all(
+            "main img",
+            "els => els.map(e => ({src: e.getAttribute('src'),"
+            " alt: e.getAttribute('alt'), w: e.naturalWidth,"
+            " shown: e.getBoundingClientRect().width > 0}))",
+        )
+        for img in images:
+            assert img["w"] > 0, f"broken image {img['src']}"
+            assert img["alt"], f"image without alt text {img['src']}"
+        figures = [i for i in images if "_images/" in (i["src"] or "")]
+        assert all(fig["shown"] for fig in figures), "a figure is hidden"
+        # Math typeset by MathJax wherever the source has math.
+        source = (ROOT / f"{page_path}.md").read_text(encoding="utf-8")
+        if "$" in source:
+            assert page.locator("mjx-container").count() > 0, (
+                "math not typeset"
+            )
+            assert page.locator("mjx-merror").count() == 0, "MathJax error"
+        # Internal links resolve.
+        hrefs = page.eval_on_selector_all(
+            "a[href]", "els => els.map(e => e.href)"
+        )
+        for href in sorted(set(hrefs)):
+            parsed = urlparse(href)
+            if not href.startswith(server) or parsed.path.endswith("/"):
+                continue
+            target = href.split("#")[0]
+            resp = page.request.get(target)
+            assert resp.ok, f"broken internal link {href}"
+        # Launch (Binder) and download buttons on pages that run code.
+        if page_path in code_pages():
+            binder = page.locator("a[href*='mybinder.org']")
+            assert binder.count() > 0, "no Binder launch button"
+            assert binder.first.get_attribute("href") == binder_url(page_path)
+        if (
+            page_path in code_pages()
+            and page_path.startswith("chapters/")
+            and ("notebook-links" in source)
+        ):
+            nb = page.locator("a.download[href$='.ipynb']")
+            assert nb.count() == 1
+            resp = page.request.get(
+                urljoin(page.url, nb.get_attribute("href"))
+            )
+            assert resp.ok and b'"outputs"' in resp.body()
+        shots = built.build / "screenshots"
+        shots.mkdir(exist_ok=True)
+        page.screenshot(
+            path=str(shots / f"{Path(page_path).stem}.png"), full_page=False
+        )
+        assert not problems, "\n".join(problems)
+    finally:
+        page.close()
