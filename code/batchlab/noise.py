@@ -189,6 +189,7 @@ class NoiseConfig:
     def for_scale(cls, scale) -> NoiseConfig:
         """The configuration for ``quick``, ``book`` or ``full``."""
         from .scale import pick
+        from .train import FULL_BATCH_SIZES
 
         book = cls(
             batch_sizes=(1, 4, 16, 64, 256, 1024, 4000),
@@ -214,21 +215,7 @@ class NoiseConfig:
             book=book,
             full=replace(
                 book,
-                batch_sizes=(
-                    1,
-                    2,
-                    4,
-                    8,
-                    16,
-                    32,
-                    64,
-                    128,
-                    256,
-                    512,
-                    1024,
-                    2048,
-                    4000,
-                ),
+                batch_sizes=FULL_BATCH_SIZES,
                 draws=200,
                 train_steps=20000,
                 checkpoints=20,

@@ -26,6 +26,10 @@ from torch import nn
 
 from .data import Dataset
 
+# Batch sizes of the full-scale sweeps: powers of two, then all of
+# MNIST-1D's 4000 training examples.
+FULL_BATCH_SIZES = (*(2**k for k in range(12)), 4000)
+
 
 class DivergedError(ValueError):
     """Training produced a non-finite or exploding loss."""
@@ -514,21 +518,7 @@ class SweepConfig:
             book=book,
             full=replace(
                 book,
-                batch_sizes=(
-                    1,
-                    2,
-                    4,
-                    8,
-                    16,
-                    32,
-                    64,
-                    128,
-                    256,
-                    512,
-                    1024,
-                    2048,
-                    4000,
-                ),
+                batch_sizes=FULL_BATCH_SIZES,
                 seeds=5,
                 epochs=20,
                 steps=2000,
