@@ -170,3 +170,26 @@ def test_running_vs_population_rows_match_a_direct_tracker():
     err = float((net[1].running_mean - pop).abs().mean())
     last = [r for r in rows if r["step"] == 40 and r["momentum"] == "0.1"]
     assert np.isclose(last[0]["error"], err, rtol=1e-5)
+
+
+def test_progress_per_compute_records_time_and_population_loss():
+    d = data.mnist1d(num_samples=500)
+    per_batch = bn.progress_per_compute(
+        d, [40, 8, 6, 10], False, 20, 10, batch_size=16
+    )
+    full = bn.progress_per_compute(
+        d, [40, 8, 6, 10], True, 20, 10, batch_size=16
+    )
+    assert [r["step"] for r in per_batch] == [10, 20]
+    assert per_batch[0]["seconds"] < per_batch[1]["seconds"]
+    # a full pass over the data before every update costs more time
+    assert full[-1]["seconds"] > per_batch[-1]["seconds"]
+    # the loss reported is that of the population-normalized network
+    net = bn.bn_mlp([40, 8, 6, 10], seed=0)
+    bn.set_precise_stats(net, d.x_train)
+    net.eval()
+    with torch.no_grad():
+        start = float(
+            torch.nn.functional.cross_entropy(net(d.x_train), d.y_train)
+        )
+    assert per_batch[-1]["loss"] < start

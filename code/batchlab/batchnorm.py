@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
@@ -384,6 +385,9 @@ class BatchNormConfig:
     """Sizes of the BatchNorm chapter's experiments."""
 
     cost_n: tuple[int, ...]  # data-set sizes of the cost comparison
+    cost_repeats: int  # updates timed per size and method
+    progress_steps: int  # SGD steps of the progress-per-compute runs
+    progress_every: int  # steps between their evaluations
     jump_steps: int  # SGD steps of the renormalization-jump runs
     jump_every: int  # steps between renormalizations
     noise_batches: tuple[int, ...]  # B values of the batch-statistics noise
@@ -403,6 +407,9 @@ class BatchNormConfig:
 
         book = cls(
             cost_n=(500, 1000, 2000, 4000),
+            cost_repeats=20,
+            progress_steps=600,
+            progress_every=50,
             jump_steps=600,
             jump_every=100,
             noise_batches=(2, 4, 8, 32, 128),
@@ -420,12 +427,15 @@ class BatchNormConfig:
             quick=replace(
                 book,
                 cost_n=(500, 4000),
+                cost_repeats=5,
+                progress_steps=100,
+                progress_every=50,
                 jump_steps=100,
                 jump_every=25,
                 noise_batches=(4, 64),
                 noise_draws=50,
                 small_batches=(2, 128),
-                small_epochs=1,
+                small_epochs=0.5,
                 hessian_steps=100,
                 hessian_examples=300,
                 seeds=1,
@@ -553,4 +563,57 @@ def running_vs_population(
         )
     finally:
         tracker.remove()
+    return rows
+
+
+def progress_per_compute(
+    data,
+    sizes: Sequence[int],
+    full_data: bool,
+    steps: int,
+    every: int,
+    lr: float = 0.05,
+    batch_size: int = 32,
+    seed: int = 0,
+) -> list[dict]:
+    """Train a BatchNorm MLP normalizing per batch, or with statistics of
+    the whole training set recomputed before every update, and record the
+    training loss against the seconds spent on updates.
+
+    The loss is always that of the network normalized with population
+    statistics, so both runs are judged as the same function.
+
+    Returns:
+        Rows with ``step``, ``seconds`` and ``loss``.
+    """
+    import time
+
+    import torch.nn.functional as F
+
+    from .train import batch_schedule
+
+    net = bn_mlp(sizes, seed=seed)
+    opt = torch.optim.SGD(net.parameters(), lr=lr)
+    order = batch_schedule(data.n_train, batch_size, steps, seed)
+    x, y = data.x_train, data.y_train
+    rows, spent = [], 0.0
+    for step in range(1, steps + 1):
+        start = time.perf_counter()
+        if full_data:
+            set_precise_stats(net, x)
+            net.eval()  # normalize by the data-set statistics
+        idx = order[step - 1]
+        loss = F.cross_entropy(net(x[idx]), y[idx])
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        net.train()
+        spent += time.perf_counter() - start
+        if step % every == 0 or step == steps:
+            probe = copy.deepcopy(net)
+            set_precise_stats(probe, x)
+            probe.eval()
+            with torch.no_grad():
+                value = float(F.cross_entropy(probe(x), y))
+            rows.append(dict(step=step, seconds=spent, loss=value))
     return rows
