@@ -5,7 +5,8 @@ multiply by it (Pearlmutter's trick, differentiating the gradient along a
 vector). :class:`HessianOperator` keeps the gradient's graph at one point
 so that every product there costs one extra backward pass.
 
-* :func:`top_eigenvalues` -- Lanczos (ARPACK's ``eigsh``) on that operator.
+* :func:`top_eigenvalues` -- the largest eigenvalues on that operator, by
+  our Lanczos with an early stop (:func:`lanczos_top`) or ARPACK's ``eigsh``.
 * :func:`spectral_density` -- stochastic Lanczos quadrature.
 * :func:`exact_hessian` -- the full matrix, for tiny models and tests.
 * :func:`loss_along`, :func:`perturbed_losses`, :func:`keskar_sharpness`
