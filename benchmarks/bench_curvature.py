@@ -4,10 +4,16 @@ iteration, over several random starts and several trained models.
 The models are 40-100-100-10 tanh MLPs (15,210 parameters) trained on
 MNIST-1D by minibatch SGD (batch 32); the Hessian is that of the mean
 cross-entropy over the 4000 training examples. ``REGIMES`` fixes the
-training runs in advance: the first is the benchmark model, the others
-check whether the conclusions depend on how long or how hard the model
-was trained. Each model's reference eigenvalues are computed in float64
-to ARPACK's tightest tolerance; both methods run in float32.
+training runs in advance. The first is the benchmark model: the issue
+describes it as one on which PyHessian's own stopping rule stops with
+0.3-8 % error, and that holds after 300 SGD steps, when the two largest
+eigenvalues are nearly equal, but not after 3000 or more, when they are
+well apart (the run prints which). The others show how the comparison
+depends on how long or how hard the model was trained: Lanczos's lead over
+power iteration grows as lambda_2 / lambda_1 approaches one.
+
+Each model's reference eigenvalues are computed in float64 to ARPACK's
+tightest tolerance; both methods run in float32.
 
 Products are counted at equal measured accuracy (relative error at most
 ``TARGET``), three ways, each over the ``SEEDS`` random starts:
@@ -49,9 +55,20 @@ TARGET = 1e-4
 SEEDS = range(10)
 TOLS = (1e-2, 1e-3, 1e-4, 1e-5, 1e-6, 1e-7)
 PH_DEFAULT_TOL = 1e-3  # PyHessian's default for eigenvalues()
-PH_MAX_ITER = 80
-# (learning rate, SGD steps); the first row is the benchmark model.
-REGIMES = ((0.05, 3000), (0.05, 10000), (0.05, 40000), (0.2, 20000))
+PH_FIRST_ITER = 100  # products of a first PyHessian trace; doubled as needed
+PH_REPLAY_TOL = 1e-6  # every trace runs until this rule would have fired
+# (learning rate, SGD steps). The first row is the benchmark model: the one
+# on which PyHessian's own rule errs by 0.3-8 %, as the issue describes;
+# main() checks that this still holds.
+REGIMES = (
+    (0.05, 300),
+    (0.05, 1000),
+    (0.05, 3000),
+    (0.05, 10000),
+    (0.05, 40000),
+    (0.2, 20000),
+)
+PREMISE = (3e-3, 8e-2)
 
 
 def trained_model(d: data.Dataset, lr: float, steps: int) -> torch.nn.Module:
@@ -138,15 +155,20 @@ def pyhessian_run(net, d, seed: int, max_iter: int, tol: float, top_n=1):
     return values, np.array(estimates), elapsed
 
 
-def pyhessian_stop(estimates: np.ndarray, tol: float) -> tuple[int, float]:
-    """Replay PyHessian's stopping rule on recorded estimates: (products,
-    returned value). It stops at the first product whose estimate changed
-    by less than ``tol`` (relative) and returns the previous estimate."""
-    for i in range(1, len(estimates)):
-        prev = estimates[i - 1]
-        if abs(prev - estimates[i]) / (abs(prev) + 1e-6) < tol:
-            return i + 1, float(prev)
-    raise RuntimeError(f"PyHessian's rule did not stop at tol {tol:g}")
+def pyhessian_trace(net, d, seed: int, lam1: float):
+    """PyHessian's estimates after every product, run (tol 0) long enough
+    to reach the target and for its rule to fire at ``PH_REPLAY_TOL``."""
+    max_iter = PH_FIRST_ITER
+    while True:
+        _, est, secs = pyhessian_run(net, d, seed, max_iter, tol=0.0)
+        try:
+            first_within(est, lam1)
+            curvature.stop_on_change(est, PH_REPLAY_TOL)
+            return est, secs
+        except (RuntimeError, ValueError):
+            if max_iter >= 3200:
+                raise
+            max_iter *= 2
 
 
 def first_within(estimates: np.ndarray, ref: float) -> int:
@@ -197,13 +219,13 @@ def measure(net, d) -> dict:
 
     traces, ph_seconds = [], []
     for seed in SEEDS:
-        _, est, secs = pyhessian_run(net, d, seed, PH_MAX_ITER, tol=0.0)
+        est, secs = pyhessian_trace(net, d, seed, lam1)
         traces.append(est)
         ph_seconds.append(secs / len(est))  # per product
     per_product = float(np.mean(ph_seconds))
 
     def ph_at(tol: float) -> Counts:
-        stops = [pyhessian_stop(est, tol) for est in traces]
+        stops = [curvature.stop_on_change(est, tol) for est in traces]
         n = [s[0] for s in stops]
         return Counts(
             n,
@@ -237,7 +259,7 @@ def check_replay(net, d, traces) -> None:
     """The replayed stopping rule must match a real run of PyHessian."""
     for seed in list(SEEDS)[:3]:
         values, est, _ = pyhessian_run(net, d, seed, 100, PH_DEFAULT_TOL)
-        n, value = pyhessian_stop(traces[seed], PH_DEFAULT_TOL)
+        n, value = curvature.stop_on_change(traces[seed], PH_DEFAULT_TOL)
         if len(est) != n or abs(values[0] - value) > 1e-6 * abs(value):
             raise RuntimeError(
                 f"replay of PyHessian's rule is off for start {seed}: "
@@ -308,14 +330,16 @@ def main() -> None:
         f"PyHessian at tol {PH_DEFAULT_TOL:g}: products, worst error |"
     )
     print("|" + "---|" * 10)
-    headline = None
+    headline, others = None, []
     for lr, steps in REGIMES:
         net = trained_model(d, lr, steps)
         m = measure(net, d)
+        ph, ours = m["ph_own"], m["ours_own"]
         if headline is None:
             check_replay(net, d, m["traces"])
             headline = (net, m)
-        ph, ours = m["ph_own"], m["ours_own"]
+        else:
+            others.append(ph.mean / ours.mean)
         default = m["ph_default"]
         print(
             f"| {lr:g}, {steps} | {m['ref'][0]:.4f} | "
@@ -330,6 +354,15 @@ def main() -> None:
     net, m = headline
     ph, ours = m["ph_own"], m["ours_own"]
     lr, steps = REGIMES[0]
+    errs = m["ph_default"].errors
+    median = float(np.median(errs))
+    holds = PREMISE[0] <= median <= PREMISE[1]
+    print(
+        f"\nPyHessian's default rule errs by {min(errs):.2%} to "
+        f"{max(errs):.2%} (median {median:.2%}) on the benchmark model; the "
+        f"issue describes {PREMISE[0]:.1%} to {PREMISE[1]:.0%}: the median "
+        + ("is in that range" if holds else "is NOT in that range")
+    )
     print(f"\nBenchmark model (lr {lr:g}, {steps} steps): wall time per run")
     print("| method | HVPs | seconds | worst rel. error |")
     print("|---|---|---|---|")
@@ -350,7 +383,12 @@ def main() -> None:
     print(
         f"products, PyHessian / ours at {TARGET:g}, benchmark model: own rule "
         f"{ph.mean / ours.mean:.2f}x, oracle "
-        f"{m['ph_oracle'].mean / m['ours_oracle'].mean:.2f}x (target >= 3x)"
+        f"{m['ph_oracle'].mean / m['ours_oracle'].mean:.2f}x (target >= 3x); "
+        f"wall time {np.mean(ph.seconds) / np.mean(ours.seconds):.2f}x"
+    )
+    print(
+        "own-rule ratio on the other models: "
+        f"{min(others):.2f}x to {max(others):.2f}x"
     )
     print(f"one HVP / one gradient: {cost_ratio(net, d):.2f} (target <= 2)")
     print(f"benchmark wall time: {time.perf_counter() - wall:.0f} s")

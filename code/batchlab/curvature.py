@@ -292,6 +292,12 @@ def lanczos_top(
     20-vector Krylov space before its first test, this stops as soon as
     the estimate has converged.
 
+    The bound measures the distance to *some* eigenvalue. If the start is
+    nearly orthogonal to the top eigenvector and the second eigenvalue is
+    close to the first, the Ritz value can settle on the second for a few
+    steps and the rule stops there (so can any rule that only watches the
+    estimate); a tighter ``tol`` or another ``seed`` guards against it.
+
     Returns:
         :class:`Eigen`, largest first, with Ritz vectors ``(p, k)``.
     """
@@ -316,6 +322,155 @@ def lanczos_top(
             break
     vectors = (Q @ S[:, :k]).numpy()
     return Eigen(theta[:k].numpy(), vectors, op.n_products - start)
+
+
+def _check_start(v0: torch.Tensor, steps: int) -> None:
+    if steps < 1:
+        raise ValueError(f"steps must be at least 1, got {steps}")
+    if v0.dim() != 1 or not bool(v0.abs().sum() > 0):
+        raise ValueError("the start vector must be a non-zero 1-d tensor")
+
+
+def power_estimates(
+    matvec: Callable[[torch.Tensor], torch.Tensor],
+    v0: torch.Tensor,
+    steps: int,
+) -> np.ndarray:
+    """Power iteration's estimate of the dominant eigenvalue after each of
+    ``steps`` products: the Rayleigh quotient ``v . Hv`` of the current
+    unit vector ``v``, which is then replaced by ``Hv / |Hv|``.
+
+    This is the method of PyHessian and of most sharpness trackers; it
+    converges to the eigenvalue of largest magnitude, with an error that
+    shrinks like ``(lambda_2 / lambda_1)^(2j)`` once the start has a
+    component along the top eigenvector.
+    """
+    _check_start(v0, steps)
+    v = v0.double() / v0.double().norm()
+    out = []
+    for _ in range(steps):
+        hv = matvec(v.to(v0.dtype)).double()
+        out.append(float(torch.dot(v, hv)))
+        norm = hv.norm()
+        if norm == 0:
+            break
+        v = hv / norm
+    return np.array(out)
+
+
+def lanczos_estimates(
+    matvec: Callable[[torch.Tensor], torch.Tensor],
+    v0: torch.Tensor,
+    steps: int,
+) -> np.ndarray:
+    """Lanczos's estimate of the largest eigenvalue after each of ``steps``
+    products: the largest Ritz value, the maximum of the Rayleigh quotient
+    over the Krylov space ``span(v0, H v0, ..., H^(j-1) v0)``.
+
+    Power iteration's ``j``-th vector lies in the same space, so in exact
+    arithmetic this estimate is never below :func:`power_estimates` from
+    the same start, and never above the largest eigenvalue. Fewer than
+    ``steps`` values come back if the Krylov space becomes invariant.
+    """
+    _check_start(v0, steps)
+    out = []
+    for alpha, beta, _ in islice(_lanczos_steps(matvec, v0), steps):
+        out.append(float(torch.linalg.eigvalsh(_tridiagonal(alpha, beta))[-1]))
+    return np.array(out)
+
+
+def stop_on_change(estimates: np.ndarray, tol: float) -> tuple[int, float]:
+    """Replay the stopping rule "stop when the estimate changes by less
+    than ``tol``, relatively" (PyHessian's, with its ``+1e-6`` guard) on a
+    sequence of estimates, one per product.
+
+    Returns:
+        ``(products, value)``: the products spent when the rule fires and
+        the estimate it returns (the one before the last, as PyHessian
+        does).
+
+    Raises:
+        ValueError: the rule never fires on ``estimates``.
+    """
+    est = np.asarray(estimates, dtype=float)
+    for i in range(1, len(est)):
+        if abs(est[i - 1] - est[i]) / (abs(est[i - 1]) + 1e-6) < tol:
+            return i + 1, float(est[i - 1])
+    raise ValueError(
+        f"the estimate never changed by less than {tol:g} in {len(est)} "
+        "products; run more"
+    )
+
+
+@dataclass(frozen=True)
+class Race:
+    """Power iteration against Lanczos from the same starts.
+
+    ``power`` and ``lanczos`` hold relative errors ``(starts, steps)``
+    after each product (a Lanczos row that broke down early repeats its
+    last value). ``*_to_target`` give the products after which the error
+    first is at most ``target`` (NaN if never). ``change_products`` and
+    ``change_error`` are where power iteration's change-between-estimates
+    rule at ``change_tol`` stops, and the error it returns.
+    """
+
+    power: np.ndarray
+    lanczos: np.ndarray
+    power_to_target: np.ndarray
+    lanczos_to_target: np.ndarray
+    change_products: np.ndarray
+    change_error: np.ndarray
+
+
+def _first_at_most(errors: np.ndarray, target: float) -> float:
+    hit = np.flatnonzero(errors <= target)
+    return float(hit[0] + 1) if len(hit) else float("nan")
+
+
+def race_top_eigenvalue(
+    matvec: Callable[[torch.Tensor], torch.Tensor],
+    dim: int,
+    reference: float,
+    starts: int,
+    power_steps: int,
+    lanczos_steps: int,
+    target: float = 1e-4,
+    change_tol: float = 1e-3,
+    seed: int = 0,
+) -> Race:
+    """Estimate the largest eigenvalue by power iteration and by Lanczos
+    from ``starts`` seeded Gaussian vectors, against a known ``reference``
+    (which must be the largest eigenvalue and also the largest in
+    magnitude, or power iteration converges elsewhere)."""
+    if reference <= 0:
+        raise ValueError(
+            f"reference must be a positive largest eigenvalue, got {reference}"
+        )
+    if starts < 1:
+        raise ValueError(f"starts must be at least 1, got {starts}")
+    gen = torch.Generator().manual_seed(seed)
+    power, lanczos_err, stops = [], [], []
+    for _ in range(starts):
+        v0 = torch.randn(dim, generator=gen, dtype=torch.float64)
+        p = power_estimates(matvec, v0, power_steps)
+        lz = lanczos_estimates(matvec, v0, lanczos_steps)
+        lz = np.pad(lz, (0, lanczos_steps - len(lz)), mode="edge")
+        power.append(np.abs(p - reference) / reference)
+        lanczos_err.append(np.abs(lz - reference) / reference)
+        stops.append(stop_on_change(p, change_tol))
+    power_a, lanczos_a = np.array(power), np.array(lanczos_err)
+    return Race(
+        power=power_a,
+        lanczos=lanczos_a,
+        power_to_target=np.array([_first_at_most(r, target) for r in power_a]),
+        lanczos_to_target=np.array(
+            [_first_at_most(r, target) for r in lanczos_a]
+        ),
+        change_products=np.array([s[0] for s in stops]),
+        change_error=np.array(
+            [abs(s[1] - reference) / reference for s in stops]
+        ),
+    )
 
 
 def spectral_density(
