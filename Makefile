@@ -11,6 +11,9 @@ OUT    ?= .
 BUILD  := $(OUT)/_build
 # Any warning or failed cell fails the build; every problem is reported.
 JBFLAGS := -W -n --keep-going
+# A single page (`make chapter`): links to other pages cannot resolve, so
+# warnings are reported without failing; failed cells and claims still fail.
+PAGEFLAGS := -n --keep-going
 # Everything the executed chapters depend on besides their own code cells.
 # jupyter-cache keys only on code cells, so a change here must throw the
 # cache (and Sphinx's doctrees) away, or a stale figure gets published.
@@ -47,13 +50,22 @@ cache-check: $(STAMP)
 	  mkdir -p $(BUILD); echo "$$h" > $(BUILD)/.deps-hash; \
 	fi
 
+# A failed build forgets its doctrees: Sphinx re-reads only changed pages,
+# so otherwise a rerun would not repeat the warnings and would pass.
 book: cache-check
-	BATCHLAB_SCALE=$(SCALE) $(BIN)/jupyter-book build . --path-output $(OUT) $(JBFLAGS)
+	BATCHLAB_SCALE=$(SCALE) $(BIN)/jupyter-book build . --path-output $(OUT) $(JBFLAGS) \
+	  || { rm -rf $(BUILD)/.doctrees; exit 1; }
 
+# One page alone, for quick iteration. Its links to other pages and its
+# citations (the bibliography is a page of its own) cannot resolve in a
+# single-page build, so warnings do not fail it; failed cells and claims
+# still do. `make book` remains the full check.
+PAGE := $(BUILD)/_page/$(NAME)
 chapter: $(STAMP)
 	@test -n "$(NAME)" || { echo "usage: make chapter NAME=hessian"; exit 2; }
 	@test -f chapters/$(NAME).md || { echo "no chapters/$(NAME).md"; exit 2; }
-	BATCHLAB_SCALE=$(SCALE) $(BIN)/jupyter-book build chapters/$(NAME).md --path-output $(OUT) $(JBFLAGS)
+	BATCHLAB_SCALE=$(SCALE) $(BIN)/jupyter-book build chapters/$(NAME).md --path-output $(OUT) $(PAGEFLAGS) \
+	  || { rm -rf $(PAGE)/.doctrees; exit 1; }
 
 test: $(STAMP)
 	$(BIN)/python -m pytest

@@ -83,12 +83,15 @@ def make_var(name: str) -> str:
     return out.stdout.strip()
 
 
-def jupyter_book(*args: str, cwd: Path, scale: str = "quick"):
-    """Run ``jupyter-book build`` with the Makefile's flags."""
+def jupyter_book(
+    *args: str, cwd: Path, scale: str = "quick", flags: str = "JBFLAGS"
+):
+    """Run ``jupyter-book build`` with the Makefile's flags (``JBFLAGS``
+    for the book, ``PAGEFLAGS`` for one page)."""
     env = dict(os.environ, BATCHLAB_SCALE=scale)
     exe = Path(sys.executable).with_name("jupyter-book")
     return subprocess.run(
-        [str(exe), "build", *args, *make_var("JBFLAGS").split()],
+        [str(exe), "build", *args, *make_var(flags).split()],
         cwd=cwd,
         env=env,
         capture_output=True,

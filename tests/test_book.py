@@ -10,7 +10,7 @@ from pathlib import Path
 
 import jupytext
 import pytest
-from conftest import ROOT, code_pages, jupyter_book, toc_files
+from conftest import ROOT, code_pages, jupyter_book, make_var, toc_files
 from nbclient import NotebookClient
 
 
@@ -93,6 +93,42 @@ def test_build_fails_loudly(tmp_path, case):
     else:
         assert done.returncode != 0, f"{case} did not fail the build"
         assert expected in log
+
+
+@pytest.mark.book
+@pytest.mark.parametrize("case", ["claim_fails", "sphinx_warning"])
+def test_single_page_build_fails_on_claims_not_on_links(tmp_path, case):
+    # `make chapter` builds one page, whose links to other pages cannot
+    # resolve; a failed claim must still stop it.
+    body, expected = CASES[case]
+    book = _tiny_book(tmp_path, body)
+    done = jupyter_book(str(book / "page.md"), cwd=tmp_path, flags="PAGEFLAGS")
+    log = done.stdout + done.stderr
+    assert expected in log
+    if case == "claim_fails":
+        assert done.returncode != 0, "a failed claim passed a page build"
+    else:
+        assert done.returncode == 0, log[-3000:]
+
+
+def test_chapter_target_builds_the_named_page_with_page_flags():
+    dry = subprocess.run(
+        ["make", "-n", "chapter", "NAME=hessian"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    line = next(x for x in dry.splitlines() if "jupyter-book build" in x)
+    assert "chapters/hessian.md" in line
+    assert make_var("PAGEFLAGS") in line and " -W" not in line
+    bad = subprocess.run(
+        ["make", "chapter", "NAME=no-such-page"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
+    assert bad.returncode != 0 and "no chapters/no-such-page.md" in bad.stdout
 
 
 def test_cache_is_dropped_when_helpers_or_scale_change(tmp_path):

@@ -379,6 +379,19 @@ def lanczos_estimates(
     return np.array(out)
 
 
+def gapped_spectrum(dim: int, gap: float) -> torch.Tensor:
+    """Eigenvalues ``(dim,)`` of a test matrix: ``1``, then ``gap`` (the
+    ratio ``lambda_2 / lambda_1``), then ``dim - 2`` values spread evenly
+    over ``gap * [-0.1, 0.9]``, a bulk with a few negative eigenvalues like
+    a network's. Use ``lambda v: spectrum * v`` as the matrix."""
+    if dim < 3:
+        raise ValueError(f"dim must be at least 3, got {dim}")
+    if not 0 < gap < 1:
+        raise ValueError(f"gap (lambda_2 / lambda_1) must be in (0, 1): {gap}")
+    bulk = gap * torch.linspace(-0.1, 0.9, dim - 2, dtype=torch.float64)
+    return torch.cat([torch.tensor([1.0, gap], dtype=torch.float64), bulk])
+
+
 def stop_on_change(estimates: np.ndarray, tol: float) -> tuple[int, float]:
     """Replay the stopping rule "stop when the estimate changes by less
     than ``tol``, relatively" (PyHessian's, with its ``+1e-6`` guard) on a

@@ -303,6 +303,13 @@ class NormalizationConfig:
     center_steps: int  # SGD steps of the hidden-unit centring comparison
     center_every: int  # steps between renormalizations
     seeds: int  # seeds of the centring comparison
+    race_train_steps: tuple[int, ...]  # SGD steps of the models whose top
+    # eigenvalue power iteration and Lanczos race to (lr 0.05, batch 32)
+    race_starts: int  # random starts of that race
+    race_power_steps: int  # products of power iteration per start
+    race_lanczos_steps: int  # products of Lanczos per start
+    race_gaps: tuple[float, ...]  # lambda_2 / lambda_1 of synthetic spectra
+    race_dim: int  # size of those synthetic (diagonal) matrices
 
     @classmethod
     def for_scale(cls, scale) -> NormalizationConfig:
@@ -321,6 +328,12 @@ class NormalizationConfig:
             center_steps=3000,
             center_every=50,
             seeds=2,
+            race_train_steps=(300, 3000),
+            race_starts=5,
+            race_power_steps=200,
+            race_lanczos_steps=25,
+            race_gaps=(0.5, 0.8, 0.9, 0.95, 0.99),
+            race_dim=2000,
         )
         return pick(
             scale,
@@ -334,6 +347,10 @@ class NormalizationConfig:
                 mlp_steps=300,
                 center_steps=300,
                 seeds=1,
+                race_train_steps=(300, 1000),
+                race_starts=2,
+                race_gaps=(0.5, 0.9, 0.99),
+                race_dim=500,
             ),
             book=book,
             full=replace(
@@ -345,5 +362,7 @@ class NormalizationConfig:
                 mlp_steps=6000,
                 center_steps=9000,
                 seeds=4,
+                race_starts=10,
+                race_power_steps=400,
             ),
         )
