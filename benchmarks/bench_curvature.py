@@ -267,12 +267,17 @@ def check_replay(net, d, traces) -> None:
             )
 
 
-def seconds_per(fn, repeats: int = 20) -> float:
+def seconds_per(fn, rounds: int = 7, calls: int = 5) -> float:
+    """Seconds per call: the best of ``rounds`` rounds of ``calls`` calls
+    (the minimum is the least disturbed by other work on the machine)."""
     fn()
-    start = time.perf_counter()
-    for _ in range(repeats):
-        fn()
-    return (time.perf_counter() - start) / repeats
+    best = float("inf")
+    for _ in range(rounds):
+        start = time.perf_counter()
+        for _ in range(calls):
+            fn()
+        best = min(best, (time.perf_counter() - start) / calls)
+    return best
 
 
 def cost_ratio(net, d) -> float:
