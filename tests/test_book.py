@@ -19,6 +19,20 @@ def test_toc_lists_existing_pages():
         assert (ROOT / f"{f}.md").exists(), f
 
 
+@pytest.mark.parametrize("page", code_pages())
+def test_code_cells_fit_a_rendered_page(page):
+    # Code is read on the rendered page: 79 characters, as for code/.
+    nb = jupytext.read(ROOT / f"{page}.md")
+    long = [
+        line
+        for c in nb.cells
+        if c.cell_type == "code"
+        for line in c.source.splitlines()
+        if len(line) > 79
+    ]
+    assert not long, f"{page}: lines over 79 characters: {long}"
+
+
 @pytest.mark.book
 @pytest.mark.parametrize("page", code_pages())
 def test_page_executes_as_a_notebook_at_quick_scale(page, monkeypatch):
