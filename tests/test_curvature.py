@@ -306,3 +306,18 @@ def test_gapped_spectrum_has_the_asked_ratio_and_rejects_bad_gaps():
             C.gapped_spectrum(10, bad)
     with pytest.raises(ValueError, match="dim"):
         C.gapped_spectrum(2, 0.5)
+
+
+def test_race_floor_ends_power_iteration_early():
+    spec = C.gapped_spectrum(60, 0.5)
+    full = C.race_top_eigenvalue(lambda v: spec * v, 60, 1.0, 2, 80, 20)
+    early = C.race_top_eigenvalue(
+        lambda v: spec * v, 60, 1.0, 2, 80, 20, floor=1e-6
+    )
+    for row_full, row in zip(full.power, early.power):
+        done = ~np.isnan(row)
+        n = int(done.sum())
+        assert 1 < n < 80 and done[:n].all()  # a prefix, then NaN
+        assert row[n - 1] <= 1e-6 < row[n - 2]  # stopped at the first hit
+        np.testing.assert_array_equal(row[:n], row_full[:n])
+    np.testing.assert_array_equal(early.power_to_target, full.power_to_target)

@@ -8,6 +8,16 @@ from batchlab import data
 from conftest import NetworkBlocked
 
 
+@pytest.fixture(autouse=True)
+def private_cache(tmp_path, monkeypatch):
+    """Each test starts from an empty disk cache of its own, so that the
+    generator really runs where a test means it to."""
+    monkeypatch.setenv("BATCHLAB_CACHE", str(tmp_path / "cache"))
+    data._mnist1d_arrays.cache_clear()
+    yield tmp_path / "cache"
+    data._mnist1d_arrays.cache_clear()
+
+
 def test_mnist1d_shapes_types_and_split():
     d = data.mnist1d()
     assert d.x_train.shape == (4000, 40) and d.x_test.shape == (1000, 40)
@@ -50,6 +60,39 @@ def test_network_guard_catches_a_download(no_network):
     # generation reached for the network it would fail the same way.
     with pytest.raises(NetworkBlocked):
         urllib.request.urlopen("http://example.org/mnist1d_data.pkl")
+
+
+def _refuse(*args, **kwargs):
+    raise AssertionError("generated although a cached copy exists")
+
+
+def test_mnist1d_is_read_back_from_the_disk_cache(private_cache, monkeypatch):
+    first = data.mnist1d(num_samples=300, seed=5)
+    files = list(private_cache.glob("mnist1d-*-n300-seed5.npz"))
+    assert len(files) == 1
+    data._mnist1d_arrays.cache_clear()
+    monkeypatch.setattr("mnist1d.data.make_dataset", _refuse)
+    again = data.mnist1d(num_samples=300, seed=5)
+    assert torch.equal(first.x_train, again.x_train)
+    assert torch.equal(first.y_test, again.y_test)
+
+
+def test_a_damaged_cache_file_is_generated_again(private_cache):
+    fresh = data.mnist1d(num_samples=300, seed=5)
+    (path,) = private_cache.glob("mnist1d-*.npz")
+    path.write_bytes(b"not a numpy archive")
+    data._mnist1d_arrays.cache_clear()
+    again = data.mnist1d(num_samples=300, seed=5)
+    assert torch.equal(fresh.x_train, again.x_train)
+    with np.load(path) as f:  # and the file was repaired
+        np.testing.assert_array_equal(f["y"], fresh.y_train.numpy())
+
+
+def test_cache_can_be_switched_off(private_cache, monkeypatch):
+    monkeypatch.setenv("BATCHLAB_CACHE", "off")
+    assert data.cache_dir() is None
+    data.mnist1d(num_samples=200, seed=1)
+    assert not private_cache.exists()
 
 
 def test_mnist1d_rejects_bad_sizes():

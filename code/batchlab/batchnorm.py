@@ -434,6 +434,7 @@ class BatchNormConfig:
                 jump_every=25,
                 noise_batches=(4, 64),
                 noise_draws=50,
+                track_steps=800,
                 small_batches=(2, 128),
                 small_epochs=0.5,
                 hessian_steps=100,

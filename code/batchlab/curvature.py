@@ -346,16 +346,19 @@ def power_estimates(
     component along the top eigenvector.
     """
     _check_start(v0, steps)
+    return np.array(list(islice(_power_steps(matvec, v0), steps)))
+
+
+def _power_steps(matvec, v0: torch.Tensor):
+    """Power iteration's estimates, one per product, until ``Hv = 0``."""
     v = v0.double() / v0.double().norm()
-    out = []
-    for _ in range(steps):
+    while True:
         hv = matvec(v.to(v0.dtype)).double()
-        out.append(float(torch.dot(v, hv)))
+        yield float(torch.dot(v, hv))
         norm = hv.norm()
         if norm == 0:
-            break
+            return
         v = hv / norm
-    return np.array(out)
 
 
 def lanczos_estimates(
@@ -424,7 +427,9 @@ class Race:
     last value). ``*_to_target`` give the products after which the error
     first is at most ``target`` (NaN if never). ``change_products`` and
     ``change_error`` are where power iteration's change-between-estimates
-    rule at ``change_tol`` stops, and the error it returns.
+    rule at ``change_tol`` stops, and the error it returns. A start's power
+    iteration ends early once its error is at most ``floor`` (if given);
+    the rest of its row is NaN.
     """
 
     power: np.ndarray
@@ -440,6 +445,17 @@ def _first_at_most(errors: np.ndarray, target: float) -> float:
     return float(hit[0] + 1) if len(hit) else float("nan")
 
 
+def _power_until(matvec, v0, steps, reference, floor) -> np.ndarray:
+    """Power iteration's estimates, at most ``steps``, ending once the
+    relative error is at most ``floor`` (never if ``floor`` is None)."""
+    out = []
+    for estimate in islice(_power_steps(matvec, v0), steps):
+        out.append(estimate)
+        if floor is not None and abs(estimate / reference - 1) <= floor:
+            break
+    return np.array(out)
+
+
 def race_top_eigenvalue(
     matvec: Callable[[torch.Tensor], torch.Tensor],
     dim: int,
@@ -450,6 +466,7 @@ def race_top_eigenvalue(
     target: float = 1e-4,
     change_tol: float = 1e-3,
     seed: int = 0,
+    floor: float | None = None,
 ) -> Race:
     """Estimate the largest eigenvalue by power iteration and by Lanczos
     from ``starts`` seeded Gaussian vectors, against a known ``reference``
@@ -465,10 +482,12 @@ def race_top_eigenvalue(
     power, lanczos_err, stops = [], [], []
     for _ in range(starts):
         v0 = torch.randn(dim, generator=gen, dtype=torch.float64)
-        p = power_estimates(matvec, v0, power_steps)
+        p = _power_until(matvec, v0, power_steps, reference, floor)
         lz = lanczos_estimates(matvec, v0, lanczos_steps)
         lz = np.pad(lz, (0, lanczos_steps - len(lz)), mode="edge")
-        power.append(np.abs(p - reference) / reference)
+        err = np.full(power_steps, np.nan)
+        err[: len(p)] = np.abs(p - reference) / reference
+        power.append(err)
         lanczos_err.append(np.abs(lz - reference) / reference)
         stops.append(stop_on_change(p, change_tol))
     power_a, lanczos_a = np.array(power), np.array(lanczos_err)

@@ -3,15 +3,20 @@
 * :func:`mnist1d` builds the MNIST-1D set (Greydanus 2020) with the
   package's own generator ``mnist1d.data.make_dataset``; its
   ``get_dataset`` would try to download a pickle, so it is never used.
+  The generated arrays are kept in a local cache (:func:`cache_dir`), so
+  that each chapter does not spend two seconds generating them again.
 * :func:`synthetic_regression` draws Gaussian inputs with a chosen
   covariance and a linear target with noise.
 """
 
 from __future__ import annotations
 
+import importlib.metadata
+import os
 import random
 from dataclasses import dataclass
 from functools import lru_cache
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -66,8 +71,31 @@ def _check_count(name: str, value: int, limit: int) -> None:
         raise ValueError(f"{name} must be between 1 and {limit}, got {value}")
 
 
-@lru_cache(maxsize=8)
-def _mnist1d_arrays(num_samples: int, seed: int) -> tuple[np.ndarray, ...]:
+MNIST1D_KEYS = ("x", "y", "x_test", "y_test")
+
+
+def cache_dir() -> Path | None:
+    """Where generated data sets are kept between runs: ``$BATCHLAB_CACHE``
+    if set (``off`` disables the cache), else ``batchlab`` under
+    ``$XDG_CACHE_HOME`` or ``~/.cache``."""
+    chosen = os.environ.get("BATCHLAB_CACHE")
+    if chosen == "off":
+        return None
+    if chosen:
+        return Path(chosen)
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "batchlab"
+
+
+def _mnist1d_path(num_samples: int, seed: int) -> Path | None:
+    root = cache_dir()
+    if root is None:
+        return None
+    version = importlib.metadata.version("mnist1d")
+    return root / f"mnist1d-{version}-n{num_samples}-seed{seed}.npz"
+
+
+def _generate_mnist1d(num_samples: int, seed: int) -> tuple[np.ndarray, ...]:
     from mnist1d.data import get_dataset_args, make_dataset
 
     args = get_dataset_args()
@@ -81,7 +109,30 @@ def _mnist1d_arrays(num_samples: int, seed: int) -> tuple[np.ndarray, ...]:
     finally:
         np.random.set_state(np_state)
         random.setstate(py_state)
-    return raw["x"], raw["y"], raw["x_test"], raw["y_test"]
+    return tuple(np.asarray(raw[k]) for k in MNIST1D_KEYS)
+
+
+@lru_cache(maxsize=8)
+def _mnist1d_arrays(num_samples: int, seed: int) -> tuple[np.ndarray, ...]:
+    """The generated arrays, read from the disk cache when present (the
+    file name carries the mnist1d version, the size and the seed)."""
+    path = _mnist1d_path(num_samples, seed)
+    if path is not None and path.exists():
+        try:
+            with np.load(path) as f:
+                return tuple(f[k] for k in MNIST1D_KEYS)
+        except (OSError, ValueError, KeyError):
+            pass  # unreadable: generate it again and overwrite
+    arrays = _generate_mnist1d(num_samples, seed)
+    if path is not None:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_suffix(f".{os.getpid()}.tmp.npz")
+            np.savez(tmp, **dict(zip(MNIST1D_KEYS, arrays)))
+            os.replace(tmp, path)  # atomic: readers never see half a file
+        except OSError:
+            pass  # a read-only home only costs the generation time
+    return arrays
 
 
 def mnist1d(num_samples: int = 5000, seed: int = 42) -> Dataset:
