@@ -71,16 +71,16 @@ def chapter_pages() -> list[str]:
     ]
 
 
+def make(*args: str, check: bool = False) -> subprocess.CompletedProcess:
+    """Run ``make`` in the repository with ``args``, capturing its output."""
+    return subprocess.run(
+        ["make", *args], cwd=ROOT, capture_output=True, text=True, check=check
+    )
+
+
 def make_var(name: str) -> str:
     """A variable of the Makefile, as ``make print-NAME`` prints it."""
-    out = subprocess.run(
-        ["make", "-s", f"print-{name}"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    return out.stdout.strip()
+    return make("-s", f"print-{name}", check=True).stdout.strip()
 
 
 def jupyter_book(

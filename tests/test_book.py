@@ -10,7 +10,14 @@ from pathlib import Path
 
 import jupytext
 import pytest
-from conftest import ROOT, code_pages, jupyter_book, make_var, toc_files
+from conftest import (
+    ROOT,
+    code_pages,
+    jupyter_book,
+    make,
+    make_var,
+    toc_files,
+)
 from nbclient import NotebookClient
 
 
@@ -126,22 +133,11 @@ def test_single_page_build_fails_on_claims_not_on_links(tmp_path, case):
 
 
 def test_chapter_target_builds_the_named_page_with_page_flags():
-    dry = subprocess.run(
-        ["make", "-n", "chapter", "NAME=hessian"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
+    dry = make("-n", "chapter", "NAME=hessian", check=True).stdout
     line = next(x for x in dry.splitlines() if "jupyter-book build" in x)
     assert "chapters/hessian.md" in line
     assert make_var("PAGEFLAGS") in line and " -W" not in line
-    bad = subprocess.run(
-        ["make", "chapter", "NAME=no-such-page"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-    )
+    bad = make("chapter", "NAME=no-such-page")
     assert bad.returncode != 0 and "no chapters/no-such-page.md" in bad.stdout
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 from batchlab.handouts import chapter_titles
-from conftest import ROOT, chapter_pages, require_tool, toc_files
+from conftest import ROOT, chapter_pages, make, require_tool, toc_files
 from pypdf import PdfReader
 
 LEAKED_MARKUP = [
@@ -27,9 +27,7 @@ LEAKED_MARKUP = [
 
 
 def pdf_tools() -> bool:
-    done = subprocess.run(
-        ["make", "-s", "pdf-check"], cwd=ROOT, capture_output=True, text=True
-    )
+    done = make("-s", "pdf-check")
     return done.returncode == 0
 
 
@@ -77,12 +75,7 @@ def html_figures(site: Path, page: str) -> int:
 
 
 def test_missing_latex_is_explained_without_a_trace():
-    done = subprocess.run(
-        ["make", "-s", "pdf-check", "PDF_TOOLS=no-such-latex"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-    )
+    done = make("-s", "pdf-check", "PDF_TOOLS=no-such-latex")
     assert done.returncode != 0
     assert "no-such-latex" in done.stdout
     assert "apt-get install" in done.stdout
