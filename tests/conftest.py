@@ -71,10 +71,17 @@ def chapter_pages() -> list[str]:
     ]
 
 
-def make(*args: str, check: bool = False) -> subprocess.CompletedProcess:
+def make(
+    *args: str, check: bool = False, timeout: float | None = None
+) -> subprocess.CompletedProcess:
     """Run ``make`` in the repository with ``args``, capturing its output."""
     return subprocess.run(
-        ["make", *args], cwd=ROOT, capture_output=True, text=True, check=check
+        ["make", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=check,
+        timeout=timeout,
     )
 
 
@@ -124,13 +131,7 @@ class BuiltBook:
         self.build = self.out if self.given else self.out / "_build"
 
     def _make(self, target: str) -> None:
-        done = subprocess.run(
-            ["make", target, f"OUT={self.out}", "SCALE=quick"],
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            timeout=1800,
-        )
+        done = make(target, f"OUT={self.out}", "SCALE=quick", timeout=1800)
         assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
 
     def html(self) -> Path:

@@ -321,3 +321,16 @@ def test_race_floor_ends_power_iteration_early():
         assert row[n - 1] <= 1e-6 < row[n - 2]  # stopped at the first hit
         np.testing.assert_array_equal(row[:n], row_full[:n])
     np.testing.assert_array_equal(early.power_to_target, full.power_to_target)
+
+
+def test_reference_top_eigenvalues_are_the_exact_ones_in_float64():
+    gen = torch.Generator().manual_seed(2)
+    x = torch.randn(40, 5, generator=gen)  # float32 inputs and model
+    y = torch.randint(0, 3, (40,), generator=gen)
+    net = models.mlp([5, 6, 3], seed=1)
+    ref = C.reference_top_eigenvalues(net, F.cross_entropy, x, y, k=3)
+    assert next(net.parameters()).dtype == torch.float32  # left as it was
+    exact = torch.linalg.eigvalsh(
+        reference_hessian(net.double(), x.double(), y)
+    ).flip(0)[:3]
+    np.testing.assert_allclose(ref, exact.numpy(), rtol=1e-9)

@@ -15,6 +15,7 @@ so that every product there costs one extra backward pass.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from itertools import islice
@@ -324,6 +325,17 @@ def lanczos_top(
     return Eigen(theta[:k].numpy(), vectors, op.n_products - start)
 
 
+def reference_top_eigenvalues(
+    model: nn.Module, loss_fn: LossFn, x, y, k: int = 1, tol: float = 1e-12
+) -> np.ndarray:
+    """The ``k`` largest Hessian eigenvalues computed in double precision
+    (a float64 copy of the model and inputs, ARPACK at ``tol``): the
+    reference against which float32 estimates are judged. Shape ``(k,)``."""
+    model64 = copy.deepcopy(model).double()
+    op = HessianOperator(model64, loss_fn, x.double(), y)
+    return top_eigenvalues(op, k=k, tol=tol, method="arpack").values
+
+
 def _check_start(v0: torch.Tensor, steps: int) -> None:
     if steps < 1:
         raise ValueError(f"steps must be at least 1, got {steps}")
@@ -335,6 +347,7 @@ def power_estimates(
     matvec: Callable[[torch.Tensor], torch.Tensor],
     v0: torch.Tensor,
     steps: int,
+    done: Callable[[float], bool] | None = None,
 ) -> np.ndarray:
     """Power iteration's estimate of the dominant eigenvalue after each of
     ``steps`` products: the Rayleigh quotient ``v . Hv`` of the current
@@ -343,22 +356,20 @@ def power_estimates(
     This is the method of PyHessian and of most sharpness trackers; it
     converges to the eigenvalue of largest magnitude, with an error that
     shrinks like ``(lambda_2 / lambda_1)^(2j)`` once the start has a
-    component along the top eigenvector.
+    component along the top eigenvector. With ``done``, iteration ends
+    after the first estimate for which ``done(estimate)`` is true.
     """
     _check_start(v0, steps)
-    return np.array(list(islice(_power_steps(matvec, v0), steps)))
-
-
-def _power_steps(matvec, v0: torch.Tensor):
-    """Power iteration's estimates, one per product, until ``Hv = 0``."""
     v = v0.double() / v0.double().norm()
-    while True:
+    out = []
+    for _ in range(steps):
         hv = matvec(v.to(v0.dtype)).double()
-        yield float(torch.dot(v, hv))
+        out.append(float(torch.dot(v, hv)))
         norm = hv.norm()
-        if norm == 0:
-            return
+        if norm == 0 or (done is not None and done(out[-1])):
+            break
         v = hv / norm
+    return np.array(out)
 
 
 def lanczos_estimates(
@@ -445,17 +456,6 @@ def _first_at_most(errors: np.ndarray, target: float) -> float:
     return float(hit[0] + 1) if len(hit) else float("nan")
 
 
-def _power_until(matvec, v0, steps, reference, floor) -> np.ndarray:
-    """Power iteration's estimates, at most ``steps``, ending once the
-    relative error is at most ``floor`` (never if ``floor`` is None)."""
-    out = []
-    for estimate in islice(_power_steps(matvec, v0), steps):
-        out.append(estimate)
-        if floor is not None and abs(estimate / reference - 1) <= floor:
-            break
-    return np.array(out)
-
-
 def race_top_eigenvalue(
     matvec: Callable[[torch.Tensor], torch.Tensor],
     dim: int,
@@ -478,11 +478,15 @@ def race_top_eigenvalue(
         )
     if starts < 1:
         raise ValueError(f"starts must be at least 1, got {starts}")
+
+    def converged(estimate: float) -> bool:
+        return floor is not None and abs(estimate / reference - 1) <= floor
+
     gen = torch.Generator().manual_seed(seed)
     power, lanczos_err, stops = [], [], []
     for _ in range(starts):
         v0 = torch.randn(dim, generator=gen, dtype=torch.float64)
-        p = _power_until(matvec, v0, power_steps, reference, floor)
+        p = power_estimates(matvec, v0, power_steps, done=converged)
         lz = lanczos_estimates(matvec, v0, lanczos_steps)
         lz = np.pad(lz, (0, lanczos_steps - len(lz)), mode="edge")
         err = np.full(power_steps, np.nan)
