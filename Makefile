@@ -52,7 +52,10 @@ cache-check: $(STAMP)
 
 # A failed build forgets its doctrees: Sphinx re-reads only changed pages,
 # so otherwise a rerun would not repeat the warnings and would pass.
+# Pages execute first, in parallel, into the cache (booktools.execute);
+# Sphinx then renders them from it.
 book: cache-check
+	BATCHLAB_SCALE=$(SCALE) $(BIN)/python -m booktools.execute $(BUILD)
 	BATCHLAB_SCALE=$(SCALE) $(BIN)/jupyter-book build . --path-output $(OUT) $(JBFLAGS) \
 	  || { rm -rf $(BUILD)/.doctrees; exit 1; }
 
@@ -103,10 +106,11 @@ pdf-check:
 # The whole book (_build/pdf/book.pdf) and one handout per chapter.
 pdf: cache-check pdf-check
 	rm -rf $(BUILD)/latex
+	BATCHLAB_SCALE=$(SCALE) $(BIN)/python -m booktools.execute $(BUILD)
 	BATCHLAB_SCALE=$(SCALE) $(BIN)/jupyter-book build . --path-output $(OUT) --builder pdflatex $(JBFLAGS)
 	mkdir -p $(BUILD)/pdf
 	cp $(BUILD)/latex/book.pdf $(BUILD)/pdf/book.pdf
-	$(BIN)/python -m batchlab.handouts $(BUILD)/latex/book.pdf _toc.yml $(BUILD)/pdf
+	$(BIN)/python -m booktools.handouts $(BUILD)/latex/book.pdf _toc.yml $(BUILD)/pdf
 
 clean:
 	rm -rf $(BUILD) .pytest_cache

@@ -44,8 +44,10 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 import torch.nn.functional as F
-from batchlab import curvature, data, models, train
 from pyhessian import hessian as PyHessian
+
+from batchlab import data, hessian, lanczos, models, train
+from batchlab.experiments.eigenvalues import stop_on_change
 
 # pyhessian/__init__ rebinds the name `hessian` to the class, so fetch the
 # module itself to instrument its group_product.
@@ -77,14 +79,14 @@ def trained_model(d: data.Dataset, lr: float, steps: int) -> torch.nn.Module:
     return net
 
 
-def operator(net, d) -> curvature.HessianOperator:
+def operator(net, d) -> hessian.HessianOperator:
     loss = F.cross_entropy
-    return curvature.HessianOperator(net, loss, d.x_train, d.y_train)
+    return hessian.HessianOperator(net, loss, d.x_train, d.y_train)
 
 
 def reference(net, d, k: int) -> np.ndarray:
     """The ``k`` largest eigenvalues in float64."""
-    return curvature.reference_top_eigenvalues(
+    return hessian.reference_top_eigenvalues(
         net, F.cross_entropy, d.x_train, d.y_train, k=k, tol=1e-14
     )
 
@@ -101,7 +103,7 @@ def lanczos_run(net, d, seed: int, tol: float, k: int = 1):
     """Our Lanczos with its own stopping rule: (Eigen, seconds)."""
     op = operator(net, d)
     start = time.perf_counter()
-    eig = curvature.top_eigenvalues(op, k=k, tol=tol, seed=seed)
+    eig = hessian.top_eigenvalues(op, k=k, tol=tol, seed=seed)
     return eig, time.perf_counter() - start
 
 
@@ -111,7 +113,7 @@ def lanczos_oracle(net, d, ref: float, seed: int) -> int:
     op = operator(net, d)
     gen = torch.Generator().manual_seed(seed)
     v0 = torch.randn(op.dim, generator=gen, dtype=torch.float64)
-    return first_within(curvature.lanczos_estimates(op.matvec, v0, 40), ref)
+    return first_within(lanczos.lanczos_estimates(op.matvec, v0, 40), ref)
 
 
 # --------------------------------------------------------------------------
@@ -155,7 +157,7 @@ def pyhessian_trace(net, d, seed: int, lam1: float):
         _, est, secs = pyhessian_run(net, d, seed, max_iter, tol=0.0)
         try:
             first_within(est, lam1)
-            curvature.stop_on_change(est, PH_REPLAY_TOL)
+            stop_on_change(est, PH_REPLAY_TOL)
             return est, secs
         except (RuntimeError, ValueError):
             if max_iter >= 3200:
@@ -217,7 +219,7 @@ def measure(net, d) -> dict:
     per_product = float(np.mean(ph_seconds))
 
     def ph_at(tol: float) -> Counts:
-        stops = [curvature.stop_on_change(est, tol) for est in traces]
+        stops = [stop_on_change(est, tol) for est in traces]
         n = [s[0] for s in stops]
         return Counts(
             n,
@@ -251,7 +253,7 @@ def check_replay(net, d, traces) -> None:
     """The replayed stopping rule must match a real run of PyHessian."""
     for seed in list(SEEDS)[:3]:
         values, est, _ = pyhessian_run(net, d, seed, 100, PH_DEFAULT_TOL)
-        n, value = curvature.stop_on_change(traces[seed], PH_DEFAULT_TOL)
+        n, value = stop_on_change(traces[seed], PH_DEFAULT_TOL)
         if len(est) != n or abs(values[0] - value) > 1e-6 * abs(value):
             raise RuntimeError(
                 f"replay of PyHessian's rule is off for start {seed}: "

@@ -1,7 +1,7 @@
 """Ratios for the minibatch chapter, measured in one run on one machine.
 
 1. Throughput of 16 MLPs (40-100-100-10, batch size 1) trained at once by
-   ``train.EnsembleMLP`` against a per-seed eager PyTorch loop.
+   ``ensemble.EnsembleMLP`` against a per-seed eager PyTorch loop.
 2. Cost of tr(Sigma) over N = 4000 examples by ``noise.noise_stats``
    (layer-wise per-sample norms) against one full-batch gradient, and the
    same for ``torch.func.vmap`` per-sample gradients.
@@ -15,7 +15,8 @@ import time
 
 import torch
 import torch.nn.functional as F
-from batchlab import data, models, noise, train
+
+from batchlab import data, ensemble, models, noise, train
 
 SIZES = [40, 100, 100, 10]
 
@@ -48,8 +49,8 @@ def main() -> None:
     d = data.mnist1d()
     m, steps = 16, 2000
     nets = [models.mlp(SIZES, seed=s) for s in range(m)]
-    ens = train.EnsembleMLP.from_models(nets)
-    h = train.train_ensemble(ens, d, 1, [0.05] * m, steps, list(range(m)))
+    ens = ensemble.EnsembleMLP.from_models(nets)
+    h = ensemble.train_ensemble(ens, d, 1, [0.05] * m, steps, list(range(m)))
     ours = m * steps / h.wall_time
     eager = m * 250 / eager_loop(d, m, 250)
     net = models.mlp(SIZES, seed=0)

@@ -1,13 +1,39 @@
 import numpy as np
 import pytest
 import torch
+
 from batchlab import claims
 
 
-def test_true_claim_returns_its_message():
-    assert claims.check(1 < 2, "one is less than two") == (
-        "one is less than two"
-    )
+@pytest.fixture(autouse=True)
+def fresh_registry(monkeypatch):
+    monkeypatch.setattr(claims, "_verified", [])
+
+
+def test_true_claim_prints_nothing_and_is_remembered():
+    assert claims.check(1 < 2, "one is less than two") is None
+    claims.check(2 < 3, "two is less than three")
+    claims.check(1 < 2, "one is less than two")  # once in the list
+    assert claims.verified() == [
+        "one is less than two",
+        "two is less than three",
+    ]
+
+
+def test_failed_claim_is_not_in_the_report():
+    with pytest.raises(claims.ClaimFailed):
+        claims.check(False, "never")
+    with pytest.raises(ValueError, match="no claim"):
+        claims.report()
+    claims.check_all([True], "every seed agrees")
+    assert "never" not in claims.verified()
+
+
+def test_report_lists_the_claims_as_sentences():
+    claims.check(True, "the loss falls")
+    claims.check(True, "Noise grows.")
+    md = claims.report().data
+    assert md.splitlines() == ["1. The loss falls.", "2. Noise grows."]
 
 
 @pytest.mark.parametrize(
@@ -33,7 +59,7 @@ def test_multi_element_tensor_is_rejected():
 
 
 def test_check_all_names_the_failing_cases():
-    assert claims.check_all([True, True], "all good") == "all good"
+    assert claims.check_all([True, True], "all good") is None
     with pytest.raises(claims.ClaimFailed, match=r"cases \[1\] of 3"):
         claims.check_all([True, False, True], "every seed agrees")
     with pytest.raises(ValueError):
@@ -42,10 +68,8 @@ def test_check_all_names_the_failing_cases():
 
 def test_publish_turns_scalars_into_plain_numbers(monkeypatch):
     seen = {}
-    import myst_nb
-
     monkeypatch.setattr(
-        myst_nb, "glue", lambda n, v, display: seen.update({n: (v, display)})
+        claims, "glue", lambda n, v, display: seen.update({n: (v, display)})
     )
     assert claims.publish("a", np.float64(1.5)) == 1.5
     assert type(seen["a"][0]) is float and seen["a"][1] is False

@@ -4,8 +4,9 @@ import urllib.request
 import numpy as np
 import pytest
 import torch
-from batchlab import data
 from conftest import NetworkBlocked
+
+from batchlab import data
 
 
 @pytest.fixture(autouse=True)

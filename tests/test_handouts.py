@@ -1,9 +1,10 @@
 from pathlib import Path
 
 import pytest
-from batchlab import handouts
 from pypdf import PdfWriter
 from pypdf.generic import Fit
+
+from booktools import handouts
 
 
 def make_book(path: Path, marks: list[tuple[str, int, int]], pages: int):

@@ -1,7 +1,8 @@
 import pytest
 import torch
-from batchlab import models
 from torch import nn
+
+from batchlab import models
 
 
 def test_mlp_layout_and_parameter_count():

@@ -1,8 +1,11 @@
+from itertools import combinations
+
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from batchlab import data, models, noise
+
+from batchlab import data, models, noise, train
 
 
 @pytest.fixture(scope="module")
@@ -28,8 +31,6 @@ def test_fast_norms_match_vmap_per_sample_gradients(setup):
 
 def test_variance_law_is_exact_when_enumerating_all_batches():
     # N = 6 examples, B = 2: average over all 15 batches equals the law.
-    from itertools import combinations
-
     gen = torch.Generator().manual_seed(0)
     g = torch.randn(6, 4, generator=gen, dtype=torch.float64)
     G = g.mean(0)
@@ -69,8 +70,6 @@ def test_bad_inputs():
 
 
 def test_noise_along_training_records_checkpoints():
-    from batchlab import train
-
     d = data.mnist1d(num_samples=300)
     net = models.mlp([40, 8, 10], seed=0)
     cfg = train.SGDConfig(8, 0.05, 20)

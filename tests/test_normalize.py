@@ -1,9 +1,10 @@
 import pytest
 import torch
 import torch.nn.functional as F
+
 from batchlab import data, models
 from batchlab import normalize as N
-from batchlab.curvature import exact_hessian
+from batchlab.hessian import exact_hessian
 
 
 @pytest.fixture(scope="module")

@@ -8,9 +8,10 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from batchlab.handouts import chapter_titles
 from conftest import ROOT, chapter_pages, make, require_tool, toc_files
 from pypdf import PdfReader
+
+from booktools.handouts import chapter_titles
 
 LEAKED_MARKUP = [
     r"\{glue",

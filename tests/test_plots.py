@@ -5,6 +5,7 @@ matplotlib.use("Agg")
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
+
 from batchlab import plots  # noqa: E402
 
 
@@ -49,3 +50,101 @@ def test_style_file_exists_and_figure_uses_it():
     fig, axes = plots.figure(ncols=2)
     assert len(axes) == 2
     assert not axes[0].spines["top"].get_visible()
+
+
+@pytest.mark.parametrize(
+    "value, text",
+    [
+        (117.003998, "117"),
+        (20000.0, "20000"),
+        (89394.026814, "89400"),
+        (0.0123456, "0.0123"),
+        (1.5, "1.50"),
+        (2.0, "2"),
+        (3.2e-5, "3.20e-05"),
+        (float("nan"), "-"),
+        (7, "7"),
+        (True, "yes"),
+        ("raw", "raw"),
+    ],
+)
+def test_format_number_gives_three_significant_figures(value, text):
+    assert plots.format_number(value) == text
+
+
+def test_table_drops_constant_columns_and_range_index_and_renames():
+    frame = pd.DataFrame(
+        {"B": [1, 16], "acc": [0.51234, 0.6], "std": [0.0, 0.0]}
+    )
+    md = plots.table(frame, names={"acc": "test accuracy"}).data
+    lines = md.splitlines()
+    assert lines[0] == "| B | test accuracy |"
+    assert lines[1] == "|---:|---:|"
+    assert lines[2:] == ["| 1 | 0.512 |", "| 16 | 0.600 |"]
+    kept = plots.table(frame, keep_constant=True).data
+    assert "std" in kept.splitlines()[0]
+
+
+def test_table_keeps_a_named_index_and_escapes_pipes():
+    frame = pd.DataFrame({"x": [1.0]}, index=pd.Index(["a|b"], name="kind"))
+    md = plots.table(frame).data
+    assert md.splitlines()[0] == "| kind | x |"
+    assert md.splitlines()[2] == "| a\\|b | 1 |"
+
+
+def test_table_flattens_multiindex_columns():
+    frame = pd.DataFrame({("loss", "mean"): [1.0, 2.0], ("B", ""): [1, 2]})
+    assert plots.table(frame).data.splitlines()[0] == "| loss mean | B |"
+
+
+def test_table_refuses_empty_frames_and_unknown_names():
+    with pytest.raises(ValueError, match="empty"):
+        plots.table(pd.DataFrame())
+    with pytest.raises(ValueError, match="lacks"):
+        plots.table(pd.DataFrame({"a": [1, 2]}), names={"b": "B"})
+
+
+def test_table_has_no_html_repr():
+    # HTML and PDF must get the same Markdown table, not a Styler
+    md = plots.table(pd.DataFrame({"a": [1, 2]}))
+    assert not hasattr(md, "_repr_html_")
+
+
+def test_settings_lists_every_field():
+    import dataclasses
+
+    @dataclasses.dataclass(frozen=True)
+    class Cfg:
+        lr: float = 0.05
+        sizes: tuple = (40, 100)
+
+    lines = plots.settings(Cfg()).data.splitlines()
+    assert lines[2:] == ["| lr | 0.0500 |", "| sizes | 40, 100 |"]
+    with pytest.raises(ValueError, match="dataclass"):
+        plots.settings({"lr": 1})
+
+
+def test_figure_refuses_more_than_two_columns():
+    with pytest.raises(ValueError, match="phone"):
+        plots.figure(ncols=3)
+
+
+def test_over_seeds_orders_hue_numerically_with_an_ordered_palette():
+    rows = [
+        {"B": b, "step": t, "loss": 1.0 / (t + b) + s, "seed": s}
+        for b in (1, 1024, 16)
+        for t in (1, 2)
+        for s in (0.0, 0.1)
+    ]
+    fig, (ax,) = plots.figure()
+    plots.over_seeds(ax, pd.DataFrame(rows), "step", "loss", hue="B")
+    labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert labels == ["1", "16", "1024"]
+    palette = plots.ordered_palette([1, 1024, 16])
+    assert list(palette) == [1, 16, 1024]
+    # light to dark: luminance falls with the value
+    lum = [sum(palette[k]) for k in (1, 16, 1024)]
+    assert lum[0] > lum[1] > lum[2]
+    # the line is the mean over seeds
+    line = ax.get_lines()[0]
+    assert np.allclose(line.get_ydata(), [1 / 2 + 0.05, 1 / 3 + 0.05])

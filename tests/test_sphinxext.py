@@ -1,8 +1,9 @@
 import shutil
 
 import pytest
-from batchlab import sphinxext
 from conftest import ROOT, jupyter_book
+
+from booktools import sphinxext
 
 
 def test_colab_url_points_at_the_pages_branch():

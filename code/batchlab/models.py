@@ -12,6 +12,8 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from . import runtime
+
 ACTIVATIONS = {"tanh": nn.Tanh, "relu": nn.ReLU}
 
 
@@ -62,7 +64,7 @@ def mlp(
             f"activation must be one of {sorted(ACTIVATIONS)}, "
             f"got {activation!r}"
         )
-    gen = torch.Generator().manual_seed(seed)
+    gen = runtime.generator(seed)
     layers: list[nn.Module] = []
     for i, (d_in, d_out) in enumerate(zip(sizes[:-1], sizes[1:])):
         linear = empty_linear(d_in, d_out)
@@ -80,7 +82,7 @@ def linear_model(d_in: int, d_out: int = 1, seed: int = 0) -> nn.Linear:
     if d_in < 1 or d_out < 1:
         raise ValueError("d_in and d_out must be positive")
     layer = empty_linear(d_in, d_out)
-    _init_linear(layer, torch.Generator().manual_seed(seed))
+    _init_linear(layer, runtime.generator(seed))
     return layer
 
 

@@ -15,13 +15,16 @@ which is ``tr(Sigma) / B`` for ``B << N`` and zero for ``B = N``. The
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call, grad, vmap
+
+from . import runtime
+from .train import train_sgd
 
 
 def per_sample_grads(model: nn.Module, loss_fn, x, y) -> torch.Tensor:
@@ -156,7 +159,7 @@ def measured_minibatch_variance(
         return torch.cat([t.reshape(-1) for t in g]).double()
 
     full = gradient(torch.arange(n))
-    gen = torch.Generator().manual_seed(seed)
+    gen = runtime.generator(seed)
     out = []
     for b in batch_sizes:
         if not 1 <= b <= n:
@@ -173,59 +176,6 @@ def measured_minibatch_variance(
     return np.array(out)
 
 
-@dataclass(frozen=True)
-class NoiseConfig:
-    """Sizes of the gradient-noise experiments of the minibatch chapter."""
-
-    batch_sizes: tuple[int, ...]  # B values whose variance is measured
-    draws: int  # minibatch gradients drawn per B
-    train_steps: int  # SGD steps of the run whose noise scale is tracked
-    checkpoints: int  # points along that run where B_simple is computed
-    counter_lrs: tuple[float, ...]  # large learning rates of the counterpoint
-    counter_batches: tuple[int, ...]  # batch sizes of the counterpoint
-    counter_epochs: float  # epochs of each counterpoint run
-
-    @classmethod
-    def for_scale(cls, scale) -> NoiseConfig:
-        """The configuration for ``quick``, ``book`` or ``full``."""
-        from .scale import pick
-        from .train import FULL_BATCH_SIZES
-
-        book = cls(
-            batch_sizes=(1, 4, 16, 64, 256, 1024, 4000),
-            draws=40,
-            train_steps=3000,
-            checkpoints=8,
-            counter_lrs=(0.2, 0.5),
-            counter_batches=(1, 8, 64),
-            counter_epochs=2,
-        )
-        return pick(
-            scale,
-            quick=replace(
-                book,
-                batch_sizes=(1, 16, 256, 4000),
-                draws=10,
-                train_steps=300,
-                checkpoints=4,
-                counter_lrs=(0.2,),
-                counter_batches=(1, 64),
-                counter_epochs=0.5,
-            ),
-            book=book,
-            full=replace(
-                book,
-                batch_sizes=FULL_BATCH_SIZES,
-                draws=200,
-                train_steps=20000,
-                checkpoints=20,
-                counter_lrs=(0.1, 0.2, 0.5),
-                counter_batches=(1, 4, 16, 64, 256),
-                counter_epochs=5,
-            ),
-        )
-
-
 def noise_along_training(
     model: nn.Sequential, data, cfg, checkpoints: Sequence[int]
 ) -> list[dict]:
@@ -237,8 +187,6 @@ def noise_along_training(
         One row per checkpoint: ``step``, ``loss``, ``trace``, ``grad_sq``
         and ``b_simple``.
     """
-    from .train import train_sgd
-
     due = set(int(c) for c in checkpoints)
     if any(c < 0 or c > cfg.steps for c in due):
         raise ValueError(f"checkpoints must lie in [0, {cfg.steps}]")

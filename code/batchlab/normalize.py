@@ -12,10 +12,12 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import torch
 from torch import nn
+
+from .models import mlp
 
 KINDS = ("raw", "center", "standardize", "pca", "zca")
 
@@ -157,8 +159,6 @@ class CenteredMLP(nn.Module):
 
     def __init__(self, sizes: Sequence[int], seed: int = 0):
         super().__init__()
-        from .models import mlp
-
         base = mlp(sizes, activation="tanh", seed=seed)
         self.linears = nn.ModuleList(
             [m for m in base if isinstance(m, nn.Linear)]
@@ -286,83 +286,3 @@ def train_logistic(
             )
         w = w - lr * X.T @ (torch.sigmoid(z) - t) / X.shape[0]
     return rows
-
-
-@dataclass(frozen=True)
-class NormalizationConfig:
-    """Sizes of the normalization chapter's experiments."""
-
-    dim: int  # features of the synthetic regression set
-    rho: float  # correlation between any two synthetic features
-    mean_shift: float  # offset added to every input to show a mean's effect
-    gd_tol: float  # error at which gradient descent counts as converged
-    logistic_steps: int  # gradient-descent steps of logistic regression
-    mlp_width: int  # hidden width of the MLP whose Hessian is formed exactly
-    hessian_examples: int  # training examples in that exact Hessian
-    mlp_steps: int  # SGD steps training that MLP
-    center_steps: int  # SGD steps of the hidden-unit centring comparison
-    center_every: int  # steps between renormalizations
-    seeds: int  # seeds of the centring comparison
-    race_train_steps: tuple[int, ...]  # SGD steps of the models whose top
-    # eigenvalue power iteration and Lanczos race to (lr 0.05, batch 32)
-    race_starts: int  # random starts of that race
-    race_power_steps: int  # products of power iteration per start
-    race_lanczos_steps: int  # products of Lanczos per start
-    race_gaps: tuple[float, ...]  # lambda_2 / lambda_1 of synthetic spectra
-    race_dim: int  # size of those synthetic (diagonal) matrices
-
-    @classmethod
-    def for_scale(cls, scale) -> NormalizationConfig:
-        """The configuration for ``quick``, ``book`` or ``full``."""
-        from .scale import pick
-
-        book = cls(
-            dim=20,
-            rho=0.9,
-            mean_shift=3.0,
-            gd_tol=0.001,
-            logistic_steps=300,
-            mlp_width=16,
-            hessian_examples=1000,
-            mlp_steps=2000,
-            center_steps=3000,
-            center_every=50,
-            seeds=2,
-            race_train_steps=(300, 3000),
-            race_starts=5,
-            race_power_steps=200,
-            race_lanczos_steps=25,
-            race_gaps=(0.5, 0.8, 0.9, 0.95, 0.99),
-            race_dim=2000,
-        )
-        return pick(
-            scale,
-            quick=replace(
-                book,
-                dim=10,
-                gd_tol=0.01,
-                logistic_steps=60,
-                mlp_width=8,
-                hessian_examples=300,
-                mlp_steps=300,
-                center_steps=300,
-                seeds=1,
-                race_train_steps=(300, 1000),
-                race_starts=2,
-                race_gaps=(0.5, 0.9, 0.99),
-                race_dim=500,
-            ),
-            book=book,
-            full=replace(
-                book,
-                gd_tol=1e-06,
-                logistic_steps=1000,
-                mlp_width=24,
-                hessian_examples=2000,
-                mlp_steps=6000,
-                center_steps=9000,
-                seeds=4,
-                race_starts=10,
-                race_power_steps=400,
-            ),
-        )

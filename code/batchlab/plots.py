@@ -1,33 +1,60 @@
-"""Plotting: one function per kind of figure, all in one style.
+"""Figures and tables: one function per kind, all in one style.
 
 Every plot function takes the axes first, draws one result on it and
 returns the axes; none calls ``show``, ``savefig`` or ``matplotlib.use``.
-Chapters call :func:`use_style` once and :func:`figure` for new figures.
+Chapters call :func:`use_style` once and :func:`figure` for new figures;
+figures then leave the notebook as SVG (HTML) and PDF (LaTeX), vector in
+both. Statistics over seeds (:func:`over_seeds`) are drawn with seaborn,
+ordered quantities on an ordered palette with a numerically sorted legend.
+
+:func:`table` and :func:`settings` turn a frame or a configuration into a
+Markdown table, which the book renders identically in HTML and PDF.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import math
 from collections.abc import Sequence
 from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
+import seaborn as sns
+from IPython.display import Markdown
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
+from matplotlib_inline.backend_inline import set_matplotlib_formats
 
 STYLE = Path(__file__).with_name("style.mplstyle")
 
 
+# Panels side by side at most: wider figures are unreadable on a phone.
+MAX_COLUMNS = 2
+
+
 def use_style() -> None:
-    """Apply the book's matplotlib style to every later figure."""
+    """Apply the book's matplotlib style to every later figure, and make
+    figures shown or glued in a notebook carry SVG and PDF (vector)."""
     plt.style.use(str(STYLE))
+    set_matplotlib_formats("svg", "pdf")
 
 
 def figure(
     ncols: int = 1, nrows: int = 1, width: float = 6.4, height: float = 3.4
 ) -> tuple[Figure, np.ndarray]:
-    """A new figure in the book's style and its axes as a flat array."""
+    """A new figure in the book's style and its axes as a flat array.
+
+    Raises:
+        ValueError: more than :data:`MAX_COLUMNS` panels side by side
+            (stack them with ``nrows`` so that they read on a phone).
+    """
+    if ncols > MAX_COLUMNS:
+        raise ValueError(
+            f"{ncols} panels side by side do not read at phone width; use "
+            f"at most {MAX_COLUMNS} columns and stack the rest (nrows)"
+        )
     with plt.style.context(str(STYLE)):
         fig, axes = plt.subplots(
             nrows,
@@ -130,17 +157,6 @@ def spectrum(
     return ax
 
 
-def density(ax: Axes, grid: np.ndarray, values: dict[str, np.ndarray]) -> Axes:
-    """Spectral densities on a shared grid, log scale on y."""
-    for label, v in values.items():
-        ax.plot(grid, np.maximum(v, 1e-12), label=label)
-    ax.set_yscale("log")
-    ax.set_xlabel("eigenvalue")
-    ax.set_ylabel("density")
-    ax.legend()
-    return ax
-
-
 def scatter(
     ax: Axes,
     frame: pd.DataFrame,
@@ -159,3 +175,157 @@ def scatter(
     ax.set_ylabel(y)
     ax.legend(title=hue)
     return ax
+
+
+def ordered_palette(values: Sequence[float]) -> dict:
+    """Colours for an ordered quantity (batch size, learning rate): one
+    colour per distinct value, light to dark in increasing order."""
+    keys = sorted(set(values))
+    colours = sns.color_palette("viridis_r", n_colors=max(len(keys), 2))
+    return {k: colours[i] for i, k in enumerate(keys)}
+
+
+def over_seeds(
+    ax: Axes,
+    frame: pd.DataFrame,
+    x: str,
+    y: str,
+    hue: str | None = None,
+    logx: bool = False,
+    logy: bool = False,
+    label: str | None = None,
+) -> Axes:
+    """Mean of ``y`` over seeds against ``x`` with a band of one standard
+    deviation (seaborn), one line per value of an ordered ``hue``.
+
+    ``frame`` is tidy: one row per seed and ``x`` (and ``hue``). The
+    legend lists ``hue`` values in numerical order under the title
+    ``label`` (``hue`` when omitted).
+    """
+    _require(frame, [c for c in (x, y, hue) if c])
+    kwargs: dict = {}
+    if hue:
+        palette = ordered_palette(frame[hue])
+        kwargs = dict(hue=hue, hue_order=list(palette), palette=palette)
+    sns.lineplot(
+        data=frame,
+        x=x,
+        y=y,
+        errorbar="sd",
+        marker="o",
+        ax=ax,
+        legend="full" if hue else False,
+        **kwargs,
+    )
+    if logx:
+        ax.set_xscale("log")
+    if logy:
+        ax.set_yscale("log")
+    if hue:
+        ax.legend(title=label or hue)
+    return ax
+
+
+def reference_line(ax: Axes, value: float, label: str) -> Axes:
+    """A dashed horizontal line with its label (chance, a target)."""
+    ax.axhline(value, color="0.4", linestyle="--", linewidth=1, label=label)
+    return ax
+
+
+# --------------------------------------------------------------------------
+# Tables
+
+
+def format_number(value: object, digits: int = 3) -> str:
+    """A number as people read it: ``digits`` significant figures, no
+    exponent between 1e-3 and 1e6, integers as integers, ``-`` for a
+    missing value, yes/no for truth values; anything else as ``str``."""
+    if isinstance(value, bool | np.bool_):
+        return "yes" if value else "no"
+    if isinstance(value, int | np.integer):
+        return str(int(value))
+    if not isinstance(value, float | np.floating):
+        return str(value)
+    v = float(value)
+    if math.isnan(v):
+        return "-"
+    if math.isinf(v):
+        return "inf" if v > 0 else "-inf"
+    if v == 0:
+        return "0"
+    exponent = math.floor(math.log10(abs(v)))
+    if not -3 <= exponent < 6:
+        return f"{v:.{digits - 1}e}"
+    rounded = round(v, digits - 1 - exponent)
+    if rounded == int(rounded) and abs(rounded) >= 1:
+        return str(int(rounded))
+    decimals = max(0, digits - 1 - exponent)
+    return f"{rounded:.{decimals}f}"
+
+
+def table(
+    frame: pd.DataFrame,
+    names: dict[str, str] | None = None,
+    digits: int = 3,
+    keep_constant: bool = False,
+) -> Markdown:
+    """A frame as a table for people, the same in HTML and PDF.
+
+    A named index becomes the first column(s); a plain range index is
+    dropped. Columns holding one value in every row are dropped (say it
+    in the text) unless ``keep_constant``; ``names`` renames columns;
+    numbers get :func:`format_number`.
+
+    Raises:
+        ValueError: the frame is empty, or ``names`` renames a column it
+            does not have.
+    """
+    if frame.empty:
+        raise ValueError("table got an empty frame")
+    out = frame.copy()
+    if isinstance(out.columns, pd.MultiIndex):
+        out.columns = [" ".join(map(str, c)).strip() for c in out.columns]
+    if not isinstance(out.index, pd.RangeIndex) or out.index.name:
+        out = out.reset_index()
+    if not keep_constant and len(out) > 1:
+        constant = [
+            c for c in out.columns if out[c].nunique(dropna=False) == 1
+        ]
+        out = out.drop(columns=constant)
+    unknown = set(names or {}) - set(map(str, out.columns))
+    if unknown:
+        raise ValueError(f"names renames columns the table lacks: {unknown}")
+    out.columns = [(names or {}).get(str(c), str(c)) for c in out.columns]
+    header = "| " + " | ".join(_cell(c) for c in out.columns) + " |"
+    rule = (
+        "|"
+        + "|".join(
+            "---:" if pd.api.types.is_numeric_dtype(out[c]) else ":---"
+            for c in out.columns
+        )
+        + "|"
+    )
+    body = [
+        "| " + " | ".join(_cell(format_number(v, digits)) for v in row) + " |"
+        for row in out.itertuples(index=False)
+    ]
+    return Markdown("\n".join([header, rule, *body]))
+
+
+def _cell(text: object) -> str:
+    return str(text).replace("|", "\\|").replace("\n", " ")
+
+
+def settings(config: object, names: dict[str, str] | None = None) -> Markdown:
+    """A frozen configuration (dataclass) as a two-column table."""
+    if not dataclasses.is_dataclass(config):
+        raise ValueError(
+            f"settings takes a dataclass, got {type(config).__name__}"
+        )
+    rows = []
+    for f in dataclasses.fields(config):
+        value = getattr(config, f.name)
+        if isinstance(value, tuple | list):
+            value = ", ".join(format_number(v) for v in value)
+        rows.append({"setting": f.name, "value": format_number(value)})
+    return table(pd.DataFrame(rows), names=names, keep_constant=True)

@@ -6,7 +6,7 @@ chapter in the book. Instead we build the book once and cut it: each
 handout is a chapter's pages followed by the book's references, found
 through the PDF outline (bookmarks) that LaTeX writes.
 
-Run as ``python -m batchlab.handouts BOOK_PDF TOC_YML OUT_DIR``.
+Run as ``python -m booktools.handouts BOOK_PDF TOC_YML OUT_DIR``.
 """
 
 from __future__ import annotations
@@ -114,7 +114,7 @@ def write_handouts(book: Path, toc: Path, out_dir: Path) -> list[Path]:
 
 def main(argv: list[str]) -> int:
     if len(argv) != 3:
-        print("usage: python -m batchlab.handouts BOOK_PDF TOC_YML OUT_DIR")
+        print("usage: python -m booktools.handouts BOOK_PDF TOC_YML OUT_DIR")
         return 2
     for path in write_handouts(Path(argv[0]), Path(argv[1]), Path(argv[2])):
         print(f"wrote {path}")

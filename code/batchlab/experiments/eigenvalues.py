@@ -1,0 +1,130 @@
+"""Appendix, finding the top eigenvalue: power iteration against Lanczos,
+on a network's Hessian and on test matrices with a chosen gap, and the
+"stop when the estimate stops changing" rule replayed on their traces."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from .. import runtime
+from ..lanczos import lanczos_estimates, power_estimates
+
+
+def gapped_spectrum(dim: int, gap: float) -> torch.Tensor:
+    """Eigenvalues ``(dim,)`` of a test matrix: ``1``, then ``gap`` (the
+    ratio ``lambda_2 / lambda_1``), then ``dim - 2`` values spread evenly
+    over ``gap * [-0.1, 0.9]``, a bulk with a few negative eigenvalues like
+    a network's. Use ``lambda v: spectrum * v`` as the matrix."""
+    if dim < 3:
+        raise ValueError(f"dim must be at least 3, got {dim}")
+    if not 0 < gap < 1:
+        raise ValueError(f"gap (lambda_2 / lambda_1) must be in (0, 1): {gap}")
+    bulk = gap * torch.linspace(-0.1, 0.9, dim - 2, dtype=torch.float64)
+    return torch.cat([torch.tensor([1.0, gap], dtype=torch.float64), bulk])
+
+
+def stop_on_change(estimates: np.ndarray, tol: float) -> tuple[int, float]:
+    """Replay the stopping rule "stop when the estimate changes by less
+    than ``tol``, relatively" (PyHessian's, with its ``+1e-6`` guard) on a
+    sequence of estimates, one per product.
+
+    Returns:
+        ``(products, value)``: the products spent when the rule fires and
+        the estimate it returns (the one before the last, as PyHessian
+        does).
+
+    Raises:
+        ValueError: the rule never fires on ``estimates``.
+    """
+    est = np.asarray(estimates, dtype=float)
+    for i in range(1, len(est)):
+        if abs(est[i - 1] - est[i]) / (abs(est[i - 1]) + 1e-6) < tol:
+            return i + 1, float(est[i - 1])
+    raise ValueError(
+        f"the estimate never changed by less than {tol:g} in {len(est)} "
+        "products; run more"
+    )
+
+
+@dataclass(frozen=True)
+class Race:
+    """Power iteration against Lanczos from the same starts.
+
+    ``power`` and ``lanczos`` hold relative errors ``(starts, steps)``
+    after each product (a Lanczos row that broke down early repeats its
+    last value). ``*_to_target`` give the products after which the error
+    first is at most ``target`` (NaN if never). ``change_products`` and
+    ``change_error`` are where power iteration's change-between-estimates
+    rule at ``change_tol`` stops, and the error it returns. A start's power
+    iteration ends early once its error is at most ``floor`` (if given);
+    the rest of its row is NaN.
+    """
+
+    power: np.ndarray
+    lanczos: np.ndarray
+    power_to_target: np.ndarray
+    lanczos_to_target: np.ndarray
+    change_products: np.ndarray
+    change_error: np.ndarray
+
+
+def _first_at_most(errors: np.ndarray, target: float) -> float:
+    hit = np.flatnonzero(errors <= target)
+    return float(hit[0] + 1) if len(hit) else float("nan")
+
+
+def race_top_eigenvalue(
+    matvec: Callable[[torch.Tensor], torch.Tensor],
+    dim: int,
+    reference: float,
+    starts: int,
+    power_steps: int,
+    lanczos_steps: int,
+    target: float = 1e-4,
+    change_tol: float = 1e-3,
+    seed: int = 0,
+    floor: float | None = None,
+) -> Race:
+    """Estimate the largest eigenvalue by power iteration and by Lanczos
+    from ``starts`` seeded Gaussian vectors, against a known ``reference``
+    (which must be the largest eigenvalue and also the largest in
+    magnitude, or power iteration converges elsewhere)."""
+    if reference <= 0:
+        raise ValueError(
+            f"reference must be a positive largest eigenvalue, got {reference}"
+        )
+    if starts < 1:
+        raise ValueError(f"starts must be at least 1, got {starts}")
+
+    def converged(estimate: float) -> bool:
+        return floor is not None and abs(estimate / reference - 1) <= floor
+
+    gen = runtime.generator(seed)
+    power, lanczos_err, stops = [], [], []
+    for _ in range(starts):
+        v0 = torch.randn(dim, generator=gen, dtype=torch.float64)
+        p = power_estimates(matvec, v0, power_steps, done=converged)
+        lz = lanczos_estimates(matvec, v0, lanczos_steps)
+        lz = np.pad(lz, (0, lanczos_steps - len(lz)), mode="edge")
+        err = np.full(power_steps, np.nan)
+        err[: len(p)] = np.abs(p - reference) / reference
+        power.append(err)
+        lanczos_err.append(np.abs(lz - reference) / reference)
+        stops.append(stop_on_change(p, change_tol))
+    power_a, lanczos_a = np.array(power), np.array(lanczos_err)
+    return Race(
+        power=power_a,
+        lanczos=lanczos_a,
+        power_to_target=np.array([_first_at_most(r, target) for r in power_a]),
+        lanczos_to_target=np.array(
+            [_first_at_most(r, target) for r in lanczos_a]
+        ),
+        change_products=np.array([s[0] for s in stops]),
+        change_error=np.array(
+            [abs(s[1] - reference) / reference for s in stops]
+        ),
+    )

@@ -1,0 +1,73 @@
+import numpy as np
+import pytest
+import torch
+
+from batchlab.experiments import eigenvalues as eig
+
+
+def test_stop_on_change_replays_the_rule_by_hand():
+    # changes: 1 -> 2 (50 %), 2 -> 2.001 (0.05 %): fires at the third
+    # product and returns the second estimate, as PyHessian does.
+    assert eig.stop_on_change(np.array([1.0, 2.0, 2.001, 5.0]), 1e-3) == (
+        3,
+        2.0,
+    )
+    with pytest.raises(ValueError, match="never changed"):
+        eig.stop_on_change(np.array([1.0, 2.0, 4.0]), 1e-3)
+
+
+def test_race_counts_products_from_the_closed_form():
+    d = torch.cat(
+        [
+            torch.linspace(-0.2, 0.4, 48, dtype=torch.float64),
+            torch.tensor([0.5, 1.0], dtype=torch.float64),
+        ]
+    )
+    race = eig.race_top_eigenvalue(
+        lambda v: d * v, 50, 1.0, starts=3, power_steps=60, lanczos_steps=50
+    )
+    gen = torch.Generator().manual_seed(0)  # the race's own starts
+    for i in range(3):
+        c = torch.randn(50, generator=gen, dtype=torch.float64)
+        j = torch.arange(60, dtype=torch.float64)[:, None]
+        w = c**2 * d.abs() ** (2 * j)
+        err = (1.0 - (w * d).sum(1) / w.sum(1)).numpy()
+        assert race.power_to_target[i] == np.flatnonzero(err <= 1e-4)[0] + 1
+        n, value = eig.stop_on_change(1.0 - err, 1e-3)
+        assert race.change_products[i] == n
+        assert race.change_error[i] == pytest.approx(1.0 - value)
+    # Lanczos never needs more products than power iteration
+    assert np.all(race.lanczos_to_target <= race.power_to_target)
+    assert np.all(race.lanczos <= race.power[:, :50] + 1e-12)
+    with pytest.raises(ValueError, match="reference"):
+        eig.race_top_eigenvalue(lambda v: v, 5, 0.0, 1, 5, 5)
+    with pytest.raises(ValueError, match="starts"):
+        eig.race_top_eigenvalue(lambda v: v, 5, 1.0, 0, 5, 5)
+
+
+def test_gapped_spectrum_has_the_asked_ratio_and_rejects_bad_gaps():
+    spec = eig.gapped_spectrum(100, 0.9)
+    top = torch.sort(spec, descending=True).values
+    assert top[0] == 1.0 and top[1] == pytest.approx(0.9)
+    assert top[2] < top[1] and spec.min() == pytest.approx(-0.09)
+    assert spec.shape == (100,)
+    for bad in (0.0, 1.0, 1.5):
+        with pytest.raises(ValueError, match="gap"):
+            eig.gapped_spectrum(10, bad)
+    with pytest.raises(ValueError, match="dim"):
+        eig.gapped_spectrum(2, 0.5)
+
+
+def test_race_floor_ends_power_iteration_early():
+    spec = eig.gapped_spectrum(60, 0.5)
+    full = eig.race_top_eigenvalue(lambda v: spec * v, 60, 1.0, 2, 80, 20)
+    early = eig.race_top_eigenvalue(
+        lambda v: spec * v, 60, 1.0, 2, 80, 20, floor=1e-6
+    )
+    for row_full, row in zip(full.power, early.power):
+        done = ~np.isnan(row)
+        n = int(done.sum())
+        assert 1 < n < 80 and done[:n].all()  # a prefix, then NaN
+        assert row[n - 1] <= 1e-6 < row[n - 2]  # stopped at the first hit
+        np.testing.assert_array_equal(row[:n], row_full[:n])
+    np.testing.assert_array_equal(early.power_to_target, full.power_to_target)

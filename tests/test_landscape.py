@@ -1,0 +1,76 @@
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from batchlab import hessian, landscape, models
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(64, 5, generator=gen, dtype=torch.float64)
+    y = torch.randint(0, 3, (64,), generator=gen)
+    net = models.mlp([5, 6, 3], seed=1).double()
+    return net, x, y
+
+
+def test_loss_along_direction_is_a_parabola_for_least_squares():
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(50, 3, generator=gen)
+    y = torch.randn(50, 1, generator=gen)
+    net = models.linear_model(3, 1, seed=0)
+    d = torch.randn(4, generator=gen)
+    alphas = np.linspace(-1, 1, 7)
+    losses = landscape.loss_along(net, F.mse_loss, x, y, d, alphas)
+    coeffs = np.polyfit(alphas, losses, 2)
+    assert np.allclose(np.polyval(coeffs, alphas), losses, atol=1e-5)
+    H = hessian.exact_hessian(net, F.mse_loss, x, y)
+    assert np.isclose(2 * coeffs[0], float(d @ H @ d), rtol=1e-4)
+    with pytest.raises(ValueError, match="direction"):
+        landscape.loss_along(net, F.mse_loss, x, y, torch.ones(3), alphas)
+
+
+def test_perturbations_and_sharpness_grow_with_curvature():
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(200, 4, generator=gen)
+    y = x @ torch.ones(4, 1)
+    flat = models.linear_model(4, 1, seed=0)
+    sharp = models.linear_model(4, 1, seed=0)
+    with torch.no_grad():
+        for net in (flat, sharp):
+            net.weight.copy_(torch.ones(1, 4))
+            net.bias.zero_()
+
+    # Same minimum; scaling the inputs by 3 makes the loss 9x as curved.
+    def sharp_loss(out, target):
+        return F.mse_loss(out, target)
+
+    r_flat = landscape.perturbed_losses(
+        flat, F.mse_loss, x, y, [0.01, 0.1], relative=False
+    )
+    r_sharp = landscape.perturbed_losses(
+        sharp, sharp_loss, 3 * x, 3 * y, [0.01, 0.1], relative=False
+    )
+    assert np.all(r_sharp > 5 * r_flat) and r_flat[1] > r_flat[0]
+    k_flat = landscape.keskar_sharpness(flat, F.mse_loss, x, y, eps=1e-2)
+    k_sharp = landscape.keskar_sharpness(
+        sharp, F.mse_loss, 3 * x, 3 * y, eps=1e-2
+    )
+    assert k_sharp > 5 * k_flat > 0
+
+
+def test_flatness_metrics_agree_with_the_parts(tiny):
+    net, x, y = tiny
+    m = landscape.flatness_metrics(
+        net, F.cross_entropy, x, y, [0.1, 0.2], seed=0
+    )
+    ev = hessian.hessian_spectrum(net, F.cross_entropy, x, y)
+    assert np.isclose(m["lambda_max"], ev[0], rtol=1e-3)
+    np.testing.assert_allclose(
+        m["weight_noise"],
+        landscape.perturbed_losses(
+            net, F.cross_entropy, x, y, [0.1, 0.2], n_directions=4, seed=0
+        ),
+    )
+    assert m["keskar"] >= 0

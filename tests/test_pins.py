@@ -1,0 +1,26 @@
+import pytest
+
+from booktools import pins
+
+
+def test_read_pins_skips_options_and_rejects_ranges(tmp_path):
+    req = tmp_path / "r.txt"
+    req.write_text("# c\nTorch==2.13.0+cpu\n-e .\n\nmy_pkg==1.0  # x\n")
+    assert pins.read_pins(str(req)) == {
+        "torch": "2.13.0+cpu",
+        "my-pkg": "1.0",
+    }
+    req.write_text("numpy>=1\n")
+    with pytest.raises(ValueError, match="not an exact pin"):
+        pins.read_pins(str(req))
+
+
+def test_same_release_ignores_local_label_only():
+    assert pins.same_release("2.13.0", "2.13.0+cpu")
+    assert not pins.same_release("2.13.0", "2.13.1")
+
+
+def test_installed_versions_reports_missing():
+    found = pins.installed_versions(["pytest", "surely-not-installed-x"])
+    assert found["pytest"] == pytest.__version__
+    assert found["surely-not-installed-x"] == "missing"

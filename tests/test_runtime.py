@@ -1,0 +1,182 @@
+import os
+
+import numpy as np
+import pytest
+import torch
+
+from batchlab import data, models, runtime, train
+from batchlab.runtime import Scale
+
+
+def test_default_is_book(monkeypatch):
+    monkeypatch.delenv(runtime.ENV_VAR, raising=False)
+    assert runtime.current_scale() is Scale.BOOK
+
+
+@pytest.mark.parametrize("raw", ["quick", "QUICK", " quick "])
+def test_env_var_selects_scale(monkeypatch, raw):
+    monkeypatch.setenv(runtime.ENV_VAR, raw)
+    assert runtime.current_scale() is Scale.QUICK
+
+
+def test_unknown_scale_names_the_choices(monkeypatch):
+    monkeypatch.setenv(runtime.ENV_VAR, "huge")
+    with pytest.raises(ValueError, match="quick, book, full"):
+        runtime.current_scale()
+
+
+def test_pick_returns_the_value_of_each_scale():
+    picked = [runtime.pick(s, 1, 2, 3) for s in ("quick", "book", "full")]
+    assert picked == [1, 2, 3]
+
+
+# -- cgroup CPU quota ------------------------------------------------------
+
+
+def v2(tmp_path, text):
+    (tmp_path / "cpu.max").write_text(text)
+    return tmp_path
+
+
+def v1(tmp_path, quota, period):
+    (tmp_path / "cpu").mkdir()
+    (tmp_path / "cpu" / "cpu.cfs_quota_us").write_text(f"{quota}\n")
+    (tmp_path / "cpu" / "cpu.cfs_period_us").write_text(f"{period}\n")
+    return tmp_path
+
+
+def test_cgroup_v2_quota_in_cpus(tmp_path):
+    assert runtime.cgroup_cpu_limit(v2(tmp_path, "150000 100000\n")) == 1.5
+    assert runtime.cgroup_cpu_limit(v2(tmp_path, "200000 100000")) == 2.0
+
+
+def test_cgroup_v2_max_means_no_limit(tmp_path):
+    assert runtime.cgroup_cpu_limit(v2(tmp_path, "max 100000\n")) is None
+
+
+def test_cgroup_v1_quota_and_unlimited(tmp_path):
+    assert runtime.cgroup_cpu_limit(v1(tmp_path, 50000, 100000)) == 0.5
+    other = tmp_path / "other"
+    other.mkdir()
+    assert runtime.cgroup_cpu_limit(v1(other, -1, 100000)) is None
+
+
+def test_missing_or_garbled_cgroup_files_mean_no_limit(tmp_path):
+    assert runtime.cgroup_cpu_limit(tmp_path) is None
+    assert runtime.cgroup_cpu_limit(v2(tmp_path, "garbage")) is None
+
+
+def test_v2_wins_over_v1(tmp_path):
+    v1(tmp_path, 400000, 100000)
+    assert runtime.cgroup_cpu_limit(v2(tmp_path, "100000 100000")) == 1.0
+
+
+def test_thread_count_takes_the_smallest_limit():
+    # the default cap applies only when nothing is requested
+    assert runtime.thread_count(8, None, None, cap=4) == 4
+    assert runtime.thread_count(8, 2.0, None, cap=4) == 2
+    assert runtime.thread_count(2, None, "6", cap=1) == 2
+    assert runtime.thread_count(8, 3.0, "6", cap=1) == 3
+    assert runtime.thread_count(8, None, "3", cap=1) == 3
+
+
+def test_fractional_quota_rounds_down_but_not_to_zero():
+    assert runtime.thread_count(8, 1.5, "8") == 1
+    assert runtime.thread_count(8, 2.9, "8") == 2
+    assert runtime.thread_count(8, 0.5, "8") == 1
+
+
+@pytest.mark.parametrize("bad", ["0", "-2", "two", "1.5"])
+def test_bad_thread_request_says_what_to_set(bad):
+    with pytest.raises(ValueError, match="BATCHLAB_THREADS"):
+        runtime.thread_count(4, None, bad)
+
+
+def test_apply_threads_sets_torch(monkeypatch):
+    before = torch.get_num_threads()
+    monkeypatch.setenv(runtime.THREADS_VAR, "1")
+    try:
+        assert runtime.apply_threads() == 1
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_import_applied_the_policy():
+    expected = runtime.thread_count(
+        quota=runtime.cgroup_cpu_limit(),
+        requested=os.environ.get(runtime.THREADS_VAR),
+    )
+    assert torch.get_num_threads() == expected
+
+
+# -- seeds -----------------------------------------------------------------
+
+
+def test_seed_sets_are_disjoint(monkeypatch):
+    seen = {}
+    for s in range(3):
+        monkeypatch.setenv(runtime.SEED_VAR, str(s))
+        seen[s] = {runtime.seed(k) for k in range(5)}
+    monkeypatch.delenv(runtime.SEED_VAR)
+    assert seen[0] == set(range(5))  # the default set is the seeds as given
+    assert not seen[0] & seen[1] and not seen[1] & seen[2]
+
+
+@pytest.mark.parametrize("bad", ["-1", "x"])
+def test_bad_seed_set_is_refused(monkeypatch, bad):
+    monkeypatch.setenv(runtime.SEED_VAR, bad)
+    with pytest.raises(ValueError, match="BATCHLAB_SEED"):
+        runtime.seed(0)
+
+
+def test_seed_outside_one_set_is_refused():
+    with pytest.raises(ValueError, match="seeds must lie"):
+        runtime.seed(runtime.SEED_STRIDE)
+
+
+def test_seed_set_changes_every_random_draw(monkeypatch):
+    def draws():
+        return (
+            models.mlp([4, 3, 2], seed=0)[0].weight.detach().clone(),
+            train.batch_schedule(20, 4, 5, seed=0),
+            runtime.rng(0).standard_normal(3),
+        )
+
+    base = draws()
+    again = draws()
+    monkeypatch.setenv(runtime.SEED_VAR, "1")
+    other = draws()
+    for a, b, c in zip(base, again, other):
+        assert np.array_equal(np.asarray(a), np.asarray(b))
+        assert not np.array_equal(np.asarray(a), np.asarray(c))
+
+
+def test_mnist1d_follows_the_seed_set(monkeypatch, tmp_path):
+    monkeypatch.setenv("BATCHLAB_CACHE", str(tmp_path))
+    base = data.mnist1d(num_samples=200)
+    monkeypatch.setenv(runtime.SEED_VAR, "1")
+    other = data.mnist1d(num_samples=200)
+    assert not torch.equal(base.x_train, other.x_train)
+
+
+# -- device ----------------------------------------------------------------
+
+
+def test_device_is_cpu_below_full(monkeypatch):
+    monkeypatch.delenv(runtime.DEVICE_VAR, raising=False)
+    assert runtime.device("book") == torch.device("cpu")
+    expected = "cuda" if torch.cuda.is_available() else "cpu"
+    assert runtime.device("full").type == expected
+
+
+def test_device_override_and_its_errors(monkeypatch):
+    monkeypatch.setenv(runtime.DEVICE_VAR, "cpu")
+    assert runtime.device("full") == torch.device("cpu")
+    monkeypatch.setenv(runtime.DEVICE_VAR, "tpu")
+    with pytest.raises(ValueError, match="cpu or cuda"):
+        runtime.device()
+    if not torch.cuda.is_available():
+        monkeypatch.setenv(runtime.DEVICE_VAR, "cuda")
+        with pytest.raises(ValueError, match="no GPU"):
+            runtime.device()
