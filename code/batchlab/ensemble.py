@@ -164,7 +164,7 @@ def _ensemble_metrics(ens: EnsembleMLP, x, y) -> tuple[np.ndarray, ...]:
         logits.transpose(1, 2), y.expand(ens.n_models, -1), reduction="none"
     ).mean(1)
     acc = (logits.argmax(-1) == y).float().mean(1)
-    return loss.numpy(), acc.numpy()
+    return loss.cpu().numpy(), acc.cpu().numpy()
 
 
 def train_ensemble(
@@ -211,7 +211,9 @@ def train_ensemble(
         [batch_schedule(data.n_train, batch_size, steps, s) for s in seeds],
         dim=1,
     )  # (steps, m, B)
-    lr = torch.tensor(lrs, dtype=ens.W[0].dtype)
+    device = ens.W[0].device
+    order = order.to(device)
+    lr = torch.tensor(lrs, dtype=ens.W[0].dtype, device=device)
     diverged = np.zeros(m, bool)
     points = eval_points(steps, eval_every)
     due = set(points)
@@ -227,10 +229,11 @@ def train_ensemble(
         newly = bad & ~diverged
         diverged[:] |= bad
         if newly.any():
-            lr[torch.from_numpy(diverged)] = 0.0
+            mask = torch.from_numpy(diverged).to(device)
+            lr[mask] = 0.0
             for W, b in zip(ens.W, ens.b):
-                W[torch.from_numpy(diverged)] = float("nan")
-                b[torch.from_numpy(diverged)] = float("nan")
+                W[mask] = float("nan")
+                b[mask] = float("nan")
         rows.append((tr[0], te[0], tr[1], te[1]))
 
     x_all, y_all = data.x_train, data.y_train

@@ -81,6 +81,7 @@ class HessianOperator:
         self.params = _params(model)
         self.dim = sum(p.numel() for p in self.params)
         self.dtype = self.params[0].dtype
+        self.device = self.params[0].device
         self.loss = loss_fn(model(x), y)
         self.grads = torch.autograd.grad(
             self.loss, self.params, create_graph=True
@@ -105,7 +106,7 @@ class HessianOperator:
 
         def mv(v: np.ndarray) -> np.ndarray:
             t = torch.from_numpy(np.ascontiguousarray(v).ravel())
-            return self.matvec(t).double().numpy()
+            return self.matvec(t).double().cpu().numpy()
 
         return LinearOperator((self.dim, self.dim), matvec=mv, dtype=float)
 
@@ -238,7 +239,7 @@ def hessian_spectrum(model: nn.Module, loss_fn: LossFn, x, y) -> np.ndarray:
     """All eigenvalues of a small model's Hessian, descending, float64."""
     H = exact_hessian(model, loss_fn, x, y).double()
     H = (H + H.T) / 2
-    return torch.linalg.eigvalsh(H).flip(0).numpy()
+    return torch.linalg.eigvalsh(H).flip(0).cpu().numpy()
 
 
 def spectrum_summary(ev: np.ndarray, n_outliers: int) -> dict:

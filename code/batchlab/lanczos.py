@@ -49,7 +49,7 @@ def _lanczos_steps(
     q = v0.double() / v0.double().norm()
     basis, alpha, beta = [q], [], []
     while True:
-        w = matvec(q.to(v0.dtype)).double()
+        w = matvec(q.to(v0.dtype)).double().to(q.device)
         alpha.append(torch.dot(w, q))
         Q = torch.stack(basis, 1)
         w = w - Q @ (Q.T @ w)
@@ -101,6 +101,7 @@ def lanczos_top(
     start = op.n_products
     gen = runtime.generator(seed)
     v0 = torch.randn(op.dim, generator=gen, dtype=torch.float64)
+    v0 = v0.to(getattr(op, "device", "cpu"))
     for state in _lanczos_steps(op.matvec, v0):
         alpha, beta, Q = state
         j = len(alpha)
@@ -113,8 +114,8 @@ def lanczos_top(
         bound = resid**2 / gaps
         if bool((bound <= tol * theta[:k].abs()).all()) or j >= max_steps:
             break
-    vectors = (Q @ S[:, :k]).numpy()
-    return Eigen(theta[:k].numpy(), vectors, op.n_products - start)
+    vectors = (Q @ S[:, :k]).cpu().numpy()
+    return Eigen(theta[:k].cpu().numpy(), vectors, op.n_products - start)
 
 
 def _check_start(v0: torch.Tensor, steps: int) -> None:

@@ -71,6 +71,7 @@ def perturbed_losses(
     base = _loss_at(model, loss_fn, x, y, theta)
     gen = runtime.generator(seed)
     dirs = torch.randn(n_directions, theta.numel(), generator=gen)
+    dirs = dirs.to(theta.device)
     dirs = dirs / dirs.norm(dim=1, keepdim=True)
     scale = theta.norm() if relative else 1.0
     out = []
@@ -102,7 +103,8 @@ def keskar_sharpness(
     theta = flat_params(model)
     bound = eps * (theta.abs() + 1)
     gen = runtime.generator(seed)
-    delta = (torch.rand(theta.shape, generator=gen) * 2 - 1) * bound
+    delta = (torch.rand(theta.shape, generator=gen) * 2 - 1).to(bound)
+    delta = delta * bound
     base = _loss_at(model, loss_fn, x, y, theta)
     best = base
     for _ in range(steps):

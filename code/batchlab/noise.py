@@ -83,7 +83,7 @@ def per_sample_sq_norms(
     finally:
         for h in hooks:
             h.remove()
-    sq = torch.zeros(x.shape[0], dtype=x.dtype)
+    sq = torch.zeros(x.shape[0], dtype=x.dtype, device=x.device)
     for a, z in zip(inputs, outputs):
         sq += z.grad.pow(2).sum(1) * (a.pow(2).sum(1) + 1)
     mean = torch.cat([p.grad.reshape(-1) for p in model.parameters()])
@@ -155,6 +155,7 @@ def measured_minibatch_variance(
     params = [p for p in model.parameters() if p.requires_grad]
 
     def gradient(idx):
+        idx = idx.to(x.device)
         g = torch.autograd.grad(loss_fn(model(x[idx]), y[idx]), params)
         return torch.cat([t.reshape(-1) for t in g]).double()
 

@@ -190,6 +190,7 @@ def train_sgd(
     """
     cfg.validate(data.n_train)
     order = batch_schedule(data.n_train, cfg.batch_size, cfg.steps, cfg.seed)
+    order = order.to(data.x_train.device)
     opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum)
     points = eval_points(cfg.steps, cfg.eval_every)
     due = set(points)
