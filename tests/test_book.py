@@ -146,7 +146,7 @@ def test_cache_is_dropped_when_helpers_or_scale_change(tmp_path):
     dep.write_text("x = 1\n")
     build = tmp_path / "_build"
 
-    def check(scale="book"):
+    def check(scale="book", seed="0"):
         subprocess.run(
             [
                 "make",
@@ -155,6 +155,7 @@ def test_cache_is_dropped_when_helpers_or_scale_change(tmp_path):
                 f"BUILD={build}",
                 f"DEPS={dep}",
                 f"SCALE={scale}",
+                f"BATCHLAB_SEED={seed}",
             ],
             cwd=ROOT,
             check=True,
@@ -177,3 +178,29 @@ def test_cache_is_dropped_when_helpers_or_scale_change(tmp_path):
     m = marker()
     check(scale="quick")
     assert not m.exists(), "cache kept after the scale changed"
+    m = marker()
+    check(scale="quick", seed="1")
+    assert not m.exists(), "cache kept after the seed set changed"
+
+
+def test_real_deps_cover_every_file_the_chapters_run():
+    # The test above overrides DEPS; this checks the Makefile's own list.
+    deps = set(make_var("DEPS").split())
+    code = {
+        str(f.relative_to(ROOT))
+        for f in (ROOT / "code").rglob("*")
+        if f.suffix in (".py", ".mplstyle") and "__pycache__" not in f.parts
+    }
+    assert code, "no code found"
+    assert code <= deps, f"not in DEPS: {sorted(code - deps)}"
+    assert {"requirements.txt", "pyproject.toml"} <= deps
+
+
+def test_robust_builds_each_seed_set_into_its_own_folder():
+    dry = make("-n", "robust", "ROBUST_SEEDS=1 2").stdout
+    assert "for s in 1 2; do" in dry
+    assert "make book BATCHLAB_SEED=$s OUT=./_build/robust/seed$s" in dry
+    # the recursive builds each clear their own folder's cache
+    for s in ("1", "2"):
+        assert f"robust/seed{s}/_build/.jupyter_cache" in dry
+    assert make_var("ROBUST_SEEDS").split() == ["1", "2"]

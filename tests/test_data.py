@@ -39,6 +39,20 @@ def test_mnist1d_is_the_packages_own_generator():
     np.testing.assert_array_equal(ours.y_test.numpy(), raw["y_test"])
 
 
+def test_mnist1d_seed_is_the_generators_seed():
+    # the seed reaches make_dataset: another seed is another data set, and
+    # the package's own generator with that seed gives it
+    from mnist1d.data import get_dataset_args, make_dataset
+
+    args = get_dataset_args()
+    args.num_samples, args.seed = 500, 7
+    raw = make_dataset(args)
+    ours = data.mnist1d(num_samples=500, seed=7)
+    np.testing.assert_allclose(ours.x_train.numpy(), raw["x"], rtol=1e-6)
+    other = data.mnist1d(num_samples=500, seed=8)
+    assert not torch.equal(ours.x_train, other.x_train)
+
+
 def test_mnist1d_leaves_global_generators_alone():
     np.random.seed(123)
     random.seed(123)

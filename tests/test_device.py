@@ -78,3 +78,15 @@ def test_curvature_and_noise_on_the_device(small, device):
     rise = landscape.perturbed_losses(dnet, F.cross_entropy, dx, dy, [0.1])
     ref_rise = landscape.perturbed_losses(net, F.cross_entropy, x, y, [0.1])
     np.testing.assert_allclose(rise, ref_rise, rtol=1e-3)
+
+
+def test_defaults_follow_the_runtime_device(monkeypatch):
+    # "meta" stands in for a GPU: data and models made without a device
+    # go wherever runtime.device() says (a GPU at full scale).
+    from batchlab import runtime
+
+    monkeypatch.setattr(runtime, "device", lambda: torch.device("meta"))
+    net = models.mlp([4, 3, 2], seed=0)
+    assert all(p.device.type == "meta" for p in net.parameters())
+    d = data.mnist1d(num_samples=200)
+    assert d.x_train.device.type == "meta"

@@ -151,7 +151,7 @@ def _mnist1d_arrays(num_samples: int, seed: int) -> tuple[np.ndarray, ...]:
 def mnist1d(
     num_samples: int = 5000,
     seed: int = 42,
-    device: torch.device | str = "cpu",
+    device: torch.device | str | None = None,
 ) -> Dataset:
     """MNIST-1D generated locally: 40 features, 10 classes, 80/20 split.
 
@@ -161,7 +161,8 @@ def mnist1d(
         seed: the generator's seed, offset by the seed set
             (:func:`batchlab.runtime.seed`); 42 in the default set 0
             reproduces the published data set.
-        device: where the tensors live.
+        device: where the tensors live; ``runtime.device()`` (a GPU only
+            at full scale) when omitted.
 
     Returns:
         A :class:`Dataset` with float32 inputs ``(0.8 n, 40)`` and int64
@@ -178,7 +179,7 @@ def mnist1d(
         torch.as_tensor(y, dtype=torch.int64),
         torch.as_tensor(xt, dtype=torch.float32),
         torch.as_tensor(yt, dtype=torch.int64),
-    ).to(device)
+    ).to(device or runtime.device())
 
 
 def correlated_covariance(

@@ -36,7 +36,7 @@ def mlp(
     batchnorm: bool = False,
     seed: int = 0,
     bn_momentum: float | None = 0.1,
-    device: torch.device | str = "cpu",
+    device: torch.device | str | None = None,
 ) -> nn.Sequential:
     """A multilayer perceptron ``sizes[0] -> ... -> sizes[-1]``.
 
@@ -51,8 +51,9 @@ def mlp(
         seed: seed of the initialization.
         bn_momentum: momentum of the BatchNorm running averages (``None``
             for PyTorch's cumulative average).
-        device: where the weights live (drawn on the CPU first, so a seed
-            gives the same network on every device).
+        device: where the weights live; ``runtime.device()`` (a GPU only
+            at full scale) when omitted. They are drawn on the CPU first,
+            so a seed gives the same network on every device.
 
     Returns:
         An ``nn.Sequential``.
@@ -77,7 +78,7 @@ def mlp(
             if batchnorm:
                 layers.append(nn.BatchNorm1d(d_out, momentum=bn_momentum))
             layers.append(ACTIVATIONS[activation]())
-    return nn.Sequential(*layers).to(device)
+    return nn.Sequential(*layers).to(device or runtime.device())
 
 
 def linear_model(d_in: int, d_out: int = 1, seed: int = 0) -> nn.Linear:

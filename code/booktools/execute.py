@@ -12,6 +12,12 @@ cache key, a hash of the code cells and the kernel, is the one myst-nb
 looks up. A page that fails is not cached; its traceback is printed and
 the command exits with status 1, naming it.
 
+After every cell the peak resident memory of the page's kernel (Linux's
+``VmHWM``) is read; it is stored with the execution time in the cache
+record (:func:`measurements` reads them back). Pages that
+report on the build (:data:`REPORT_PAGES`) run after all others, and
+again whenever another page ran, so that they show this build's figures.
+
 Run as ``python -m booktools.execute BUILD_DIR`` from the book's root.
 """
 
@@ -25,6 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import nbformat
+import pandas as pd
 import yaml
 from jupyter_cache import get_cache
 from jupyter_cache.base import CacheBundleIn
@@ -34,6 +41,11 @@ from myst_nb.core.read import read_myst_markdown_notebook
 from batchlab.runtime import affinity_cpus, cgroup_cpu_limit
 
 CODE_CELL = "```{code-cell}"
+# Pages (paths without suffix, from the book's root) that read the
+# measurements of the others.
+REPORT_PAGES = ("chapters/reproducing",)
+# The cache folder, for report pages (set while pages execute here).
+CACHE_VAR = "BOOKTOOLS_CACHE"
 
 
 @dataclass(frozen=True)
@@ -45,14 +57,16 @@ class Outcome:
     notebook: nbformat.NotebookNode | None
     seconds: float
     error: str | None
+    peak_mb: float = float("nan")
 
 
 def code_pages(root: Path) -> list[Path]:
     """The pages of ``_toc.yml`` (under ``root``) that hold code cells."""
     toc = yaml.safe_load((root / "_toc.yml").read_text())
-    files = [toc["root"]]
+    entries = list(toc.get("chapters", []))
     for part in toc.get("parts", []):
-        files += [c["file"] for c in part.get("chapters", [])]
+        entries += part.get("chapters", [])
+    files = [toc["root"]] + [e["file"] for e in entries if "file" in e]
     pages = [root / f"{f}.md" for f in files]
     missing = [p for p in pages if not p.exists()]
     if missing:
@@ -85,14 +99,50 @@ def workers(pages: int) -> int:
 def execute_page(path: Path, timeout: int, allow_errors: bool) -> Outcome:
     """Execute one page in its own kernel, in the page's folder."""
     nb = read_page(path)
+    peaks = [float("nan")]
+
+    def watch(**_) -> None:  # after each cell: the kernel is our child
+        peaks.append(max(map(peak_memory_mb, child_pids()), default=peaks[-1]))
+
     start = time.perf_counter()
     result = single_nb_execution(
-        nb, cwd=str(path.parent), timeout=timeout, allow_errors=allow_errors
+        nb,
+        cwd=str(path.parent),
+        timeout=timeout,
+        allow_errors=allow_errors,
+        on_cell_complete=watch,
     )
     seconds = time.perf_counter() - start
+    peak_mb = max(peaks[1:], default=float("nan"))
     if result.err is not None:
-        return Outcome(str(path), None, seconds, result.exc_string)
-    return Outcome(str(path), nb, seconds, None)
+        return Outcome(str(path), None, seconds, result.exc_string, peak_mb)
+    return Outcome(str(path), nb, seconds, None, peak_mb)
+
+
+def child_pids() -> list[int]:
+    """Processes whose parent is this one (Linux ``/proc``)."""
+    me = os.getpid()
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # ended meanwhile
+        if int(fields[1]) == me:
+            found.append(int(stat.parent.name))
+    return found
+
+
+def peak_memory_mb(pid: int) -> float:
+    """Peak resident memory of a process in MB (``VmHWM``), NaN if gone."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return float("nan")
+    for line in status.splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
 
 
 def uncached(cache, pages: list[Path]) -> list[Path]:
@@ -109,19 +159,39 @@ def uncached(cache, pages: list[Path]) -> list[Path]:
 def run(root: Path, build: Path) -> int:
     """Execute every uncached code page of the book at ``root`` into the
     cache of ``build`` (``_build``); returns the exit status."""
-    cache = get_cache(str((build / ".jupyter_cache").resolve()))
-    pages = uncached(cache, code_pages(root))
-    if not pages:
+    cache_dir = (build / ".jupyter_cache").resolve()
+    cache = get_cache(str(cache_dir))
+    os.environ[CACHE_VAR] = str(cache_dir)  # for the report pages
+    pages = code_pages(root)
+    reports = [p for p in pages if _is_report(root, p)]
+    todo = uncached(cache, [p for p in pages if p not in reports])
+    late = reports if todo else uncached(cache, reports)
+    if not todo and not late:
         print("every page is cached")
         return 0
     timeout, allow_errors = execution_settings(root)
+    failed = []
+    for batch in (_longest_first(todo), late):
+        if batch:
+            failed += _execute(cache, batch, timeout, allow_errors)
+    if failed:
+        print(f"{len(failed)} pages failed: {', '.join(failed)}")
+        return 1
+    return 0
+
+
+def _is_report(root: Path, page: Path) -> bool:
+    return page.relative_to(root).with_suffix("").as_posix() in REPORT_PAGES
+
+
+def _execute(cache, pages: list[Path], timeout: int, allow_errors: bool):
+    """Run ``pages`` in a pool, cache each success; the failed pages."""
     n = workers(len(pages))
     print(f"executing {len(pages)} pages with {n} processes")
     failed = []
     with ProcessPoolExecutor(max_workers=n) as pool:
         jobs = [
-            pool.submit(execute_page, p, timeout, allow_errors)
-            for p in _longest_first(pages)
+            pool.submit(execute_page, p, timeout, allow_errors) for p in pages
         ]
         for job in as_completed(jobs):
             out = job.result()
@@ -131,20 +201,55 @@ def run(root: Path, build: Path) -> int:
                 print(out.error)
                 continue
             record = cache.add_nb_to_project(out.page)
+            data = {"execution_seconds": out.seconds, "peak_mb": out.peak_mb}
             cache.cache_notebook_bundle(
-                CacheBundleIn(
-                    out.notebook,
-                    record.uri,
-                    data={"execution_seconds": out.seconds},
-                ),
+                CacheBundleIn(out.notebook, record.uri, data=data),
                 check_validity=False,
                 overwrite=True,
             )
-            print(f"executed {out.page} in {out.seconds:.1f} s")
-    if failed:
-        print(f"{len(failed)} pages failed: {', '.join(failed)}")
-        return 1
-    return 0
+            print(
+                f"executed {out.page} in {out.seconds:.1f} s, "
+                f"peak {out.peak_mb:.0f} MB"
+            )
+    return failed
+
+
+def measurements(cache_dir: str | Path) -> dict[str, dict]:
+    """Seconds and peak memory (MB) of each page's latest execution in the
+    cache at ``cache_dir``, keyed by the page's file name without suffix.
+    Pages executed by myst-nb itself have no memory figure (NaN)."""
+    latest: dict[str, tuple] = {}
+    for record in get_cache(str(cache_dir)).list_cache_records():
+        name = Path(record.uri).stem
+        if name not in latest or record.created > latest[name][0]:
+            latest[name] = (record.created, record.data or {})
+    return {
+        name: {
+            "seconds": data.get("execution_seconds", float("nan")),
+            "peak_mb": data.get("peak_mb", float("nan")),
+        }
+        for name, (_, data) in latest.items()
+    }
+
+
+def measurement_table() -> pd.DataFrame | None:
+    """This build's measurements of every page but the report pages, as a
+    table (page, seconds, peak memory in MB), or ``None`` when the page
+    asking was not executed by :func:`run` (in JupyterLab, say)."""
+    cache_dir = os.environ.get(CACHE_VAR)
+    if not cache_dir:
+        return None
+    reports = {Path(r).name for r in REPORT_PAGES}
+    rows = [
+        {
+            "page": name,
+            "seconds": m["seconds"],
+            "peak memory (MB)": m["peak_mb"],
+        }
+        for name, m in sorted(measurements(cache_dir).items())
+        if name not in reports
+    ]
+    return pd.DataFrame(rows) if rows else None
 
 
 def _longest_first(pages: list[Path]) -> list[Path]:

@@ -1,0 +1,154 @@
+"""booktools.execute: pages run in parallel into the cache that myst-nb
+reads, failures are named, and time and memory are recorded."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import ROOT, jupyter_book
+
+from booktools import execute
+
+HEADER = (
+    "---\njupytext:\n  text_representation:\n    format_name: myst\n"
+    "kernelspec:\n  display_name: Python 3\n  language: python\n"
+    "  name: python3\n---\n\n"
+)
+
+
+def tiny_book(tmp_path: Path, pages: dict[str, str]) -> Path:
+    book = tmp_path / "book"
+    (book / "chapters").mkdir(parents=True)
+    shutil.copy(ROOT / "_config.yml", book)
+    shutil.copy(ROOT / "references.bib", book)
+    names = list(pages)
+    toc = f"format: jb-book\nroot: chapters/{names[0]}\n"
+    if len(names) > 1:
+        toc += "chapters:\n" + "".join(
+            f"  - file: chapters/{n}\n" for n in names[1:]
+        )
+    (book / "_toc.yml").write_text(toc)
+    for name, body in pages.items():
+        # a page without code is plain Markdown, as in the book
+        header = HEADER if "code-cell" in body else ""
+        text = header + f"# Page {name}\n\n" + body
+        (book / "chapters" / f"{name}.md").write_text(text)
+    return book
+
+
+def cell(code: str) -> str:
+    return f"```{{code-cell}} ipython3\n{code}\n```\n"
+
+
+@pytest.fixture
+def in_book(monkeypatch):
+    def enter(book: Path) -> Path:
+        monkeypatch.chdir(book)
+        monkeypatch.delenv(execute.CACHE_VAR, raising=False)
+        return book
+
+    return enter
+
+
+@pytest.mark.book
+def test_pages_run_into_the_cache_sphinx_reads(tmp_path, in_book):
+    book = in_book(
+        tiny_book(
+            tmp_path,
+            {
+                "a": "Text only.\n",
+                "b": cell("x = list(range(10 ** 6))\nprint(len(x))"),
+                "c": cell("print('c')"),
+            },
+        )
+    )
+    build = book / "_build"
+    assert execute.code_pages(book) == [
+        book / "chapters/b.md",
+        book / "chapters/c.md",
+    ]
+    assert execute.run(book, build) == 0
+    found = execute.measurements(build / ".jupyter_cache")
+    assert set(found) == {"b", "c"}
+    # the kernel holding a list of a million ints peaks above 30 MB
+    assert found["b"]["peak_mb"] > 30 and found["b"]["seconds"] > 0
+    assert execute.run(book, build) == 0  # nothing left to run
+    done = jupyter_book(".", cwd=book)
+    log = done.stdout + done.stderr
+    assert done.returncode == 0, log[-3000:]
+    assert log.count("Using cached notebook") == 2
+    assert "Executing notebook" not in log
+
+
+@pytest.mark.book
+def test_a_failing_page_is_named_and_not_cached(tmp_path, in_book, capsys):
+    book = in_book(
+        tiny_book(tmp_path, {"ok": cell("1"), "bad": cell("1 / 0")})
+    )
+    assert execute.run(book, book / "_build") == 1
+    out = capsys.readouterr().out
+    assert "ZeroDivisionError" in out and "bad.md" in out
+    assert set(execute.measurements(book / "_build/.jupyter_cache")) == {"ok"}
+
+
+@pytest.mark.book
+def test_report_pages_run_last_and_again_after_any_page(tmp_path, in_book):
+    report = cell(
+        "from booktools.execute import measurement_table\n"
+        "print(measurement_table().to_dict('records'))"
+    )
+    book = in_book(
+        tiny_book(tmp_path, {"work": cell("print(1)"), "reproducing": report})
+    )
+    build = book / "_build"
+    assert execute.run(book, build) == 0
+    first = execute.measurements(build / ".jupyter_cache")["reproducing"]
+    # the report saw the other page's measurement
+    nb = execute.get_cache(str(build / ".jupyter_cache"))
+    records = nb.list_cache_records()
+    rep = next(r for r in records if r.uri.endswith("reproducing.md"))
+    outputs = nb.get_cache_bundle(rep.pk).nb.cells[0].outputs
+    assert "'page': 'work'" in outputs[0]["text"]
+    # a changed page runs again, and so does the report
+    page = book / "chapters/work.md"
+    page.write_text(page.read_text().replace("print(1)", "print(2)"))
+    assert execute.run(book, build) == 0
+    second = execute.measurements(build / ".jupyter_cache")["reproducing"]
+    assert second != first
+
+
+def test_workers_never_exceed_pages_or_cpus(monkeypatch):
+    monkeypatch.setattr(execute, "affinity_cpus", lambda: 2)
+    monkeypatch.setattr(execute, "cgroup_cpu_limit", lambda: None)
+    assert execute.workers(5) == 2
+    assert execute.workers(1) == 1
+    monkeypatch.setattr(execute, "cgroup_cpu_limit", lambda: 1.5)
+    assert execute.workers(5) == 1
+
+
+def test_measurement_table_is_none_outside_a_build(monkeypatch):
+    monkeypatch.delenv(execute.CACHE_VAR, raising=False)
+    assert execute.measurement_table() is None
+
+
+def test_toc_naming_a_missing_page_is_an_error(tmp_path):
+    book = tiny_book(tmp_path, {"a": "x\n"})
+    (book / "_toc.yml").write_text("format: jb-book\nroot: chapters/zz\n")
+    with pytest.raises(FileNotFoundError, match="zz"):
+        execute.code_pages(book)
+
+
+def test_command_line_usage(capsys):
+    assert execute.main([]) == 2
+    assert "usage" in capsys.readouterr().err
+
+
+def test_the_book_uses_this_executor():
+    makefile = (ROOT / "Makefile").read_text()
+    book_rule = makefile[makefile.index("\nbook:") :].split("\n\n")[0]
+    assert "booktools.execute" in book_rule
+    assert sys.executable and os.path.exists(ROOT / "code/booktools")
