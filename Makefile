@@ -24,7 +24,7 @@ PAGEFLAGS := -n --keep-going
 # cache (and Sphinx's doctrees) away, or a stale figure gets published.
 DEPS   := $(shell find code -type f \( -name '*.py' -o -name '*.mplstyle' \) | sort) requirements.txt pyproject.toml
 
-.PHONY: help venv cache-check book chapter robust test test-fast lint bench pdf pdf-check clean
+.PHONY: help venv cache-check book chapter robust test test-fast lint bench bench-build bench-threads pdf pdf-check clean
 
 help:
 	@echo "make book      execute every chapter and build the HTML (_build/html)"
@@ -34,6 +34,7 @@ help:
 	@echo "make pdf       the whole book and one handout per chapter as PDF"
 	@echo "make lint      ruff on code/, tests/ and benchmarks/"
 	@echo "make bench     the ratio benchmarks (tables on stdout)"
+	@echo "make bench-build / bench-threads   build time and thread benchmarks"
 	@echo "make clean     remove the build (keeps .venv)"
 	@echo "SCALE=quick|book|full chooses the experiment size (default book)"
 
@@ -98,7 +99,17 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m pip install --quiet --no-deps -r benchmarks/requirements.txt
-	for f in benchmarks/bench_*.py; do echo "== $$f"; $(BIN)/python $$f || exit 1; done
+	for f in benchmarks/bench_curvature.py benchmarks/bench_sgd.py; do \
+	  echo "== $$f"; $(BIN)/python $$f || exit 1; done
+
+# How the build uses the machine (minutes each; run on a quiet machine):
+# cold `make book` quiet and beside two busy processes, and each chapter
+# with one and two threads.
+bench-build: $(STAMP)
+	$(BIN)/python benchmarks/bench_build.py --scale $(SCALE)
+
+bench-threads: $(STAMP)
+	$(BIN)/python benchmarks/bench_threads.py --scale $(SCALE)
 
 # Debian packages `make pdf` needs (the test suite reads this list too).
 PDF_DEBS := texlive-xetex texlive-latex-extra texlive-fonts-extra \
