@@ -204,3 +204,17 @@ def test_robust_builds_each_seed_set_into_its_own_folder():
     for s in ("1", "2"):
         assert f"robust/seed{s}/_build/.jupyter_cache" in dry
     assert make_var("ROBUST_SEEDS").split() == ["1", "2"]
+
+
+@pytest.mark.book
+def test_tables_render_as_tables(built):
+    # plots.table emits Markdown; rendered as CommonMark it shows as raw
+    # pipes, so every page that shows one must hold an HTML table and no
+    # paragraph of pipes.
+    site = built.html()
+    for page in code_pages():
+        source = (ROOT / f"{page}.md").read_text()
+        html = (site / f"{page}.html").read_text(encoding="utf-8")
+        assert "<p>| " not in html, f"{page}: a table rendered as text"
+        if "plots.table(" in source or "plots.settings(" in source:
+            assert "<table" in html, f"{page}: no table rendered"
