@@ -136,6 +136,48 @@ def minibatch_variance(
     return (n - b) / (b * (n - 1)) * trace
 
 
+def minibatch_deviations(
+    model: nn.Module,
+    loss_fn,
+    x,
+    y,
+    batch_sizes: Sequence[int],
+    draws: int,
+    seed: int = 0,
+) -> np.ndarray:
+    """``|g_B - G|^2`` for ``draws`` real minibatch gradients (autograd,
+    sampling without replacement) per batch size.
+
+    Returns:
+        Shape ``(len(batch_sizes), draws)``; the row means estimate
+        ``E|g_B - G|^2`` and their spread gives its sampling error.
+    """
+    n = x.shape[0]
+    params = [p for p in model.parameters() if p.requires_grad]
+
+    def gradient(idx):
+        g = torch.autograd.grad(loss_fn(model(x[idx]), y[idx]), params)
+        return torch.cat([t.reshape(-1) for t in g]).double()
+
+    full = gradient(torch.arange(n))
+    gen = runtime.generator(seed)
+    out = []
+    for b in batch_sizes:
+        if not 1 <= b <= n:
+            raise ValueError(f"batch size must lie in [1, {n}], got {b}")
+        out.append(
+            [
+                float(
+                    (gradient(torch.randperm(n, generator=gen)[:b]) - full)
+                    .pow(2)
+                    .sum()
+                )
+                for _ in range(draws)
+            ]
+        )
+    return np.array(out)
+
+
 def measured_minibatch_variance(
     model: nn.Module,
     loss_fn,
@@ -151,29 +193,9 @@ def measured_minibatch_variance(
     Returns:
         Shape ``(len(batch_sizes),)``.
     """
-    n = x.shape[0]
-    params = [p for p in model.parameters() if p.requires_grad]
-
-    def gradient(idx):
-        g = torch.autograd.grad(loss_fn(model(x[idx]), y[idx]), params)
-        return torch.cat([t.reshape(-1) for t in g]).double()
-
-    full = gradient(torch.arange(n))
-    gen = runtime.generator(seed)
-    out = []
-    for b in batch_sizes:
-        if not 1 <= b <= n:
-            raise ValueError(f"batch size must lie in [1, {n}], got {b}")
-        devs = [
-            float(
-                (gradient(torch.randperm(n, generator=gen)[:b]) - full)
-                .pow(2)
-                .sum()
-            )
-            for _ in range(draws)
-        ]
-        out.append(np.mean(devs))
-    return np.array(out)
+    return minibatch_deviations(
+        model, loss_fn, x, y, batch_sizes, draws, seed
+    ).mean(1)
 
 
 def noise_along_training(

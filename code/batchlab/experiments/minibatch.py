@@ -15,7 +15,7 @@ from ..data import Dataset
 from ..ensemble import EnsembleMLP, train_ensemble, train_to_loss
 from ..landscape import flatness_metrics
 from ..models import mlp
-from ..noise import measured_minibatch_variance, noise_stats
+from ..noise import minibatch_deviations, noise_stats
 from ..runtime import generator, pick
 
 
@@ -455,20 +455,21 @@ def variance_law(
     training set against the exact law, at every ``B < N`` of ``cfg``.
 
     Returns:
-        One row per B: ``point``, ``B``, ``measured``, ``law``, ``trace``,
-        ``b_simple``.
+        One row per B: ``point``, ``B``, ``measured`` (mean over draws),
+        ``se`` (its standard error), ``law``, ``trace``, ``b_simple``.
     """
     x, y = data.x_train, data.y_train
     stats = noise_stats(net, x, y)
     bs = [b for b in cfg.batch_sizes if b < data.n_train]
-    measured = measured_minibatch_variance(
+    devs = minibatch_deviations(
         net, F.cross_entropy, x, y, bs, cfg.draws, seed=seed
     )
     return pd.DataFrame(
         dict(
             point=point,
             B=bs,
-            measured=measured,
+            measured=devs.mean(1),
+            se=devs.std(1, ddof=1) / np.sqrt(cfg.draws),
             law=stats.minibatch_variance(np.array(bs)),
             trace=stats.trace,
             b_simple=stats.b_simple,
