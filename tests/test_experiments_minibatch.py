@@ -126,3 +126,23 @@ def test_equal_steps_and_variance_law_rows(mnist):
         law["b_simple"],
         law["trace"] / law["trace"].iloc[0] * law["b_simple"].iloc[0],
     )
+
+
+def test_sharpness_rows_match_the_landscape_measures(fair, mnist):
+    cfg, runs, nets = fair
+    keys = [(1, 0.03, 0), (100, 0.96, 1)]
+    rows = exp.sharpness(cfg, mnist, nets, keys).set_index(["B", "lr"])
+    assert list(rows.index) == [(1, 0.03), (100, 0.96)]
+    train, _ = exp.split(mnist, cfg.n_train, cfg.n_val)
+    ref = exp.flatness_metrics(
+        nets[(1, 0.03, 0)],
+        exp.F.cross_entropy,
+        train.x_train,
+        train.y_train,
+        [cfg.weight_radius],
+        seed=0,
+        eps=cfg.eps,
+    )
+    assert np.isclose(rows.loc[(1, 0.03), "lambda_max"], ref["lambda_max"])
+    assert np.isclose(rows.loc[(1, 0.03), "keskar"], ref["keskar"])
+    assert (rows["input_noise_drop"].abs() <= 1).all()
