@@ -21,6 +21,9 @@ def test_configs_for_every_scale():
         assert all(k.fixed_lr in k.rates(b) for b in k.batch_sizes)
         s = exp.EqualStepsConfig.for_scale(scale)
         assert s.batch_sizes[-1] == s.n_train
+        assert list(s.batch_sizes) == sorted(set(s.batch_sizes))
+        n = exp.NoiseConfig.for_scale(scale)
+        assert list(n.batch_sizes) == sorted(set(n.batch_sizes))
     k = exp.EqualLossConfig.for_scale("book")
     assert k.budget(1, k.fixed_lr) == k.fixed_epochs * k.n_train
     assert k.budget(k.n_train, 1.92) == k.grid_steps * k.n_train

@@ -386,7 +386,7 @@ class EqualStepsConfig:
             book=book,
             full=replace(
                 book,
-                batch_sizes=(*(2**k for k in range(11)), 1000),
+                batch_sizes=(*(2**k for k in range(10)), 1000),
                 lrs=(0.015, 0.03, 0.06, 0.12, 0.24, 0.48, 0.96),
                 seeds=5,
                 steps=1000,
