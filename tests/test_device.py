@@ -90,3 +90,17 @@ def test_defaults_follow_the_runtime_device(monkeypatch):
     assert all(p.device.type == "meta" for p in net.parameters())
     d = data.mnist1d(num_samples=200)
     assert d.x_train.device.type == "meta"
+
+
+@pytest.mark.parametrize("device", DEVICES, ids=str)
+def test_train_to_loss_on_the_device_matches_the_cpu(small, device):
+    def run(dev):
+        nets = [models.mlp([40, 8, 10], seed=s, device=dev) for s in (0, 1)]
+        ens = ensemble.EnsembleMLP.from_models(nets)
+        return ensemble.train_to_loss(
+            ens, small.to(dev), 8, [0.05, 0.1], 1.5, 4000, [0, 1], 256
+        )
+
+    a, b = run(device), run(torch.device("cpu"))
+    assert a.steps.tolist() == b.steps.tolist()
+    np.testing.assert_allclose(a.train_loss, b.train_loss, rtol=1e-4)

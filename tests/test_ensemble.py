@@ -74,3 +74,64 @@ def test_ensemble_rejects_batchnorm_and_mismatched_lists(small):
     ens = ensemble.EnsembleMLP.from_models([models.mlp([40, 3, 10])])
     with pytest.raises(ValueError, match="one learning rate"):
         ensemble.train_ensemble(ens, small, 4, [0.1, 0.1], 5, [0])
+
+
+def test_epoch_batches_match_the_schedule():
+    batches = ensemble.epoch_batches(10, 3, [0, 5])
+    got = torch.stack([next(batches) for _ in range(7)], dim=1)
+    for i, s in enumerate([0, 5]):
+        assert torch.equal(got[i], train.batch_schedule(10, 3, 7, s))
+
+
+def test_train_to_loss_stops_at_the_first_check_below_target(small):
+    seeds, lrs, b, every = [0, 1, 2], [0.2, 0.05, 0.1], 8, 5
+    nets = [models.mlp([40, 16, 10], seed=s) for s in seeds]
+    ref = ensemble.EnsembleMLP.from_models(nets)
+    hist = ensemble.train_ensemble(
+        ref, small, b, lrs, 200, seeds, eval_every=every
+    )
+    target = float(np.median(hist.train_loss[:, -1])) + 0.05
+    ens = ensemble.EnsembleMLP.from_models(nets)
+    run = ensemble.train_to_loss(
+        ens, small, b, lrs, target, 200 * b, seeds, every * b
+    )
+    for i in range(3):
+        below = np.flatnonzero(hist.train_loss[i] < target)
+        assert run.reached[i] == (len(below) > 0)
+        want = hist.step[below[0]] if len(below) else 200
+        assert run.steps[i] == want
+        k = list(hist.step).index(want)
+        assert np.isclose(run.train_loss[i], hist.train_loss[i, k], rtol=1e-4)
+    assert run.reached.any() and not run.reached.all()
+    np.testing.assert_array_equal(run.examples, run.steps * b)
+
+
+def test_train_to_loss_equals_plain_training_until_its_budget(small):
+    nets = [models.mlp([40, 16, 10], seed=s) for s in (3, 4)]
+    ref = ensemble.EnsembleMLP.from_models(nets)
+    ensemble.train_ensemble(ref, small, 4, [0.05, 0.05], 30, [3, 4])
+    ens = ensemble.EnsembleMLP.from_models(nets)
+    run = ensemble.train_to_loss(
+        ens, small, 4, [0.05, 0.05], 1e-9, [30 * 4, 10 * 4], [3, 4], 7
+    )
+    assert run.steps.tolist() == [30, 10] and not run.reached.any()
+    for a, b in zip(ens.member(0).parameters(), ref.member(0).parameters()):
+        assert torch.allclose(a, b, atol=1e-6)
+    short = ensemble.EnsembleMLP.from_models(nets[1:])
+    ensemble.train_ensemble(short, small, 4, [0.05], 10, [4])
+    for a, b in zip(ens.member(1).parameters(), short.member(0).parameters()):
+        assert torch.allclose(a, b, atol=1e-6)
+
+
+def test_train_to_loss_records_divergence_and_rejects_bad_input(small):
+    nets = [models.mlp([40, 16, 10], seed=s) for s in range(2)]
+    ens = ensemble.EnsembleMLP.from_models(nets)
+    run = ensemble.train_to_loss(
+        ens, small, 8, [0.05, 1e7], 0.01, 80, [0, 1], 8
+    )
+    assert run.diverged.tolist() == [False, True]
+    assert np.isnan(run.train_loss[1]) and np.isfinite(run.train_loss[0])
+    with pytest.raises(ValueError, match="target"):
+        ensemble.train_to_loss(ens, small, 8, [0.1, 0.1], 0.0, 80, [0, 1], 8)
+    with pytest.raises(ValueError, match="one learning rate"):
+        ensemble.train_to_loss(ens, small, 8, [0.1], 0.1, 80, [0, 1], 8)

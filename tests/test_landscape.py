@@ -73,4 +73,48 @@ def test_flatness_metrics_agree_with_the_parts(tiny):
             net, F.cross_entropy, x, y, [0.1, 0.2], n_directions=4, seed=0
         ),
     )
-    assert m["keskar"] >= 0
+    assert np.isclose(
+        m["keskar"],
+        landscape.keskar_sharpness(net, F.cross_entropy, x, y, seed=0),
+    )
+
+
+def test_keskar_sharpness_of_a_linear_loss_is_the_box_corner():
+    # loss = mean(w.x + b) + 3 is linear in the parameters, so the largest
+    # loss in the box |delta_i| <= eps (|theta_i| + 1) is reached at the
+    # corner delta_i = eps (|theta_i| + 1) sign(grad_i), exactly.
+    gen = torch.Generator().manual_seed(3)
+    x = torch.randn(40, 5, generator=gen, dtype=torch.float64)
+    net = models.linear_model(5, 1, seed=2).double()
+
+    def loss_fn(out, target):
+        return out.mean() + 3.0
+
+    theta = hessian.flat_params(net)
+    grad = torch.cat([x.mean(0), torch.ones(1, dtype=torch.float64)])
+    with torch.no_grad():
+        base = float(loss_fn(net(x), None))
+    for eps in (1e-3, 1e-2):
+        rise = float((eps * (theta.abs() + 1) * grad.abs()).sum())
+        want = 100 * rise / (1 + base)
+        got = landscape.keskar_sharpness(net, loss_fn, x, None, eps=eps)
+        assert np.isclose(got, want, rtol=1e-9)
+
+
+def test_keskar_sharpness_of_a_quadratic_is_its_largest_vertex():
+    # At a least-squares solution with zero residual the loss is
+    # delta^T C delta; its maximum over the box sits on one of the 2^p
+    # vertices, which we enumerate (p = 4 parameters, 16 vertices).
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(30, 3, generator=gen, dtype=torch.float64).abs() + 0.5
+    net = models.linear_model(3, 1, seed=0).double()
+    y = net(x).detach()
+    theta = hessian.flat_params(net)
+    bound = 0.05 * (theta.abs() + 1)
+    xb = torch.cat([x, torch.ones(30, 1, dtype=torch.float64)], 1)
+    best = 0.0
+    for signs in torch.cartesian_prod(*[torch.tensor([-1.0, 1.0])] * 4):
+        delta = signs.double() * bound
+        best = max(best, float((xb @ delta).pow(2).mean()))
+    got = landscape.keskar_sharpness(net, F.mse_loss, x, y, eps=0.05)
+    assert np.isclose(got, 100 * best, rtol=1e-6)

@@ -80,3 +80,28 @@ def test_noise_along_training_records_checkpoints():
     assert rows[-1]["loss"] < rows[0]["loss"]
     with pytest.raises(ValueError, match="checkpoints"):
         noise.noise_along_training(net, d, cfg, [30])
+
+
+def test_noise_stats_match_a_loop_of_per_example_gradients(setup):
+    # Independent of the fast norms and of vmap: one autograd call per
+    # example, then the divide-by-N covariance of the stacked gradients.
+    net, x, y = setup
+    x, y = x[:60], y[:60]
+    params = list(net.parameters())
+    rows = []
+    for i in range(x.shape[0]):
+        loss = F.cross_entropy(net(x[i : i + 1]), y[i : i + 1])
+        g = torch.autograd.grad(loss, params)
+        rows.append(torch.cat([t.reshape(-1) for t in g]))
+    g = torch.stack(rows)  # (n, p)
+    mean = g.mean(0)
+    trace = float(((g - mean) ** 2).sum(1).mean())
+    stats = noise.noise_stats(net, x, y)
+    assert stats.n == 60
+    assert np.isclose(stats.grad_sq_norm, float(mean @ mean), rtol=1e-9)
+    assert np.isclose(stats.trace, trace, rtol=1e-9)
+    assert np.isclose(stats.b_simple, trace / float(mean @ mean), rtol=1e-9)
+    # The law for B = 7 against the trace of the covariance matrix.
+    cov = torch.cov(g.T, correction=0)
+    law = (60 - 7) / (7 * 59) * float(torch.trace(cov))
+    assert np.isclose(stats.minibatch_variance(7), law, rtol=1e-9)

@@ -8,13 +8,15 @@ order, so that thousands of single-example steps stay affordable.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from . import runtime
 from .data import Dataset
 from .models import ACTIVATIONS, empty_linear
 from .train import (
@@ -260,3 +262,152 @@ def train_ensemble(
         grad_evals=steps * batch_size,
         diverged=diverged,
     )
+
+
+def _select(ens: EnsembleMLP, rows: np.ndarray) -> EnsembleMLP:
+    """A new ensemble holding copies of the models ``rows`` of ``ens``."""
+    idx = torch.from_numpy(rows).to(ens.W[0].device)
+    return EnsembleMLP(
+        [W[idx] for W in ens.W], [b[idx] for b in ens.b], ens.activation
+    )
+
+
+def _write_back(ens: EnsembleMLP, work: EnsembleMLP, rows) -> None:
+    """Copy the models of ``work`` back into rows ``rows`` of ``ens``."""
+    idx = torch.from_numpy(np.asarray(rows)).to(ens.W[0].device)
+    for W, b, Ww, bw in zip(ens.W, ens.b, work.W, work.b):
+        W[idx] = Ww
+        b[idx] = bw
+
+
+def epoch_batches(
+    n: int, batch_size: int, seeds: Sequence[int]
+) -> Iterator[torch.Tensor]:
+    """The batches of :func:`batch_schedule` for several seeds, drawn one
+    epoch at a time (so a long run never holds its whole schedule).
+
+    Yields:
+        Index tensors of shape ``(len(seeds), B)``, one per step, without
+        end; model ``i`` sees exactly ``batch_schedule(n, B, steps,
+        seeds[i])`` row by row.
+    """
+    validate_sgd(batch_size, 1.0, 1, n)
+    gens = [runtime.generator(s) for s in seeds]
+    per_epoch = n // batch_size
+    usable = per_epoch * batch_size
+    while True:
+        perms = torch.stack([torch.randperm(n, generator=g) for g in gens])
+        batches = perms[:, :usable].reshape(len(gens), per_epoch, -1)
+        for k in range(per_epoch):
+            yield batches[:, k]
+
+
+@dataclass
+class TargetRun:
+    """Where each model of a :func:`train_to_loss` run stopped.
+
+    Attributes:
+        steps: updates made by each model, shape ``(m,)``.
+        train_loss: full training loss where it stopped, shape ``(m,)``.
+        reached: whether the model got below the target, shape ``(m,)``.
+        diverged: whether its loss blew up, shape ``(m,)``.
+        batch_size: B, shared by all models.
+    """
+
+    steps: np.ndarray
+    train_loss: np.ndarray
+    reached: np.ndarray
+    diverged: np.ndarray
+    batch_size: int
+
+    @property
+    def examples(self) -> np.ndarray:
+        """Per-example gradients each model computed, shape ``(m,)``."""
+        return self.steps * self.batch_size
+
+
+def train_to_loss(
+    ens: EnsembleMLP,
+    data: Dataset,
+    batch_size: int,
+    lrs: Sequence[float],
+    target: float,
+    max_examples: int | Sequence[int],
+    seeds: Sequence[int],
+    check_examples: int,
+) -> TargetRun:
+    """Train every model of ``ens`` in place with plain SGD until its full
+    training loss falls below ``target`` (Keskar et al.'s protocol: equal
+    training loss, not equal budget).
+
+    The full training loss is computed every ``ceil(check_examples / B)``
+    steps; a model below the target stops there, a model whose loss blows
+    up stops as diverged, a model that has used ``max_examples`` examples
+    stops short, and the models still training are stepped as one smaller
+    ensemble (so stopped models cost nothing).
+
+    Args:
+        ens: the stacked models, trained in place.
+        data: the training set (class labels) is ``data.x_train``.
+        batch_size: B, shared by all models.
+        lrs: learning rate per model.
+        target: the training loss to reach.
+        max_examples: budget per model in examples (steps times B), one
+            number or one per model.
+        seeds: batch-order seed per model (as :func:`batch_schedule`).
+        check_examples: examples between two checks of the loss.
+
+    Returns:
+        A :class:`TargetRun`.
+    """
+    m = ens.n_models
+    if len(lrs) != m or len(seeds) != m:
+        raise ValueError(
+            f"need one learning rate and one seed per model ({m}), got "
+            f"{len(lrs)} and {len(seeds)}"
+        )
+    caps = np.broadcast_to(np.asarray(max_examples, int), (m,))
+    if not target > 0 or caps.min() < batch_size or check_examples < 1:
+        raise ValueError(
+            "need target > 0, max_examples >= batch size and "
+            f"check_examples >= 1, got {target}, {max_examples}, "
+            f"{check_examples}"
+        )
+    for lr in lrs:
+        validate_sgd(batch_size, lr, 1, data.n_train)
+    device = ens.W[0].device
+    lr = torch.tensor(lrs, dtype=ens.W[0].dtype, device=device)
+    every = -(-check_examples // batch_size)
+    cap_steps = caps // batch_size
+    max_steps = int(cap_steps.max())
+    cap_set = set(cap_steps.tolist())
+    steps = np.zeros(m, int)
+    reached = np.zeros(m, bool)
+    diverged = np.zeros(m, bool)
+    loss = _ensemble_metrics(ens, data.x_train, data.y_train)[0]
+    x_all, y_all = data.x_train, data.y_train
+    batches = epoch_batches(data.n_train, batch_size, seeds)
+    live = np.arange(m)  # models still training, stepped as one ensemble
+    work, rows, lr_live = _select(ens, live), torch.from_numpy(live), lr
+    with torch.no_grad():
+        for step in range(1, max_steps + 1):
+            idx = next(batches)[rows].to(device)
+            work.sgd_step(x_all[idx], y_all[idx], lr_live)
+            steps[live] = step
+            if step % every and step not in cap_set:
+                continue
+            _write_back(ens, work, live)
+            loss[live] = _ensemble_metrics(work, x_all, y_all)[0]
+            diverged[live] |= is_diverged(loss[live])
+            reached[live] |= (loss[live] < target) & ~diverged[live]
+            done = reached | diverged | (steps >= cap_steps)
+            if done[live].any():
+                live = np.flatnonzero(~done)
+                if not len(live):
+                    break
+                work, rows = _select(ens, live), torch.from_numpy(live)
+                lr_live = lr[rows.to(device)]
+    if len(live):
+        _write_back(ens, work, live)
+    loss = np.where(diverged, np.nan, loss)
+    return TargetRun(steps, loss, reached, diverged, batch_size)

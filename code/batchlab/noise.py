@@ -136,7 +136,7 @@ def minibatch_variance(
     return (n - b) / (b * (n - 1)) * trace
 
 
-def measured_minibatch_variance(
+def minibatch_deviations(
     model: nn.Module,
     loss_fn,
     x,
@@ -145,11 +145,12 @@ def measured_minibatch_variance(
     draws: int,
     seed: int = 0,
 ) -> np.ndarray:
-    """``E|g_B - G|^2`` estimated by computing ``draws`` real minibatch
-    gradients (autograd, sampling without replacement) per batch size.
+    """``|g_B - G|^2`` for ``draws`` real minibatch gradients (autograd,
+    sampling without replacement) per batch size.
 
     Returns:
-        Shape ``(len(batch_sizes),)``.
+        Shape ``(len(batch_sizes), draws)``; the row means estimate
+        ``E|g_B - G|^2`` and their spread gives its sampling error.
     """
     n = x.shape[0]
     params = [p for p in model.parameters() if p.requires_grad]
@@ -165,16 +166,37 @@ def measured_minibatch_variance(
     for b in batch_sizes:
         if not 1 <= b <= n:
             raise ValueError(f"batch size must lie in [1, {n}], got {b}")
-        devs = [
-            float(
-                (gradient(torch.randperm(n, generator=gen)[:b]) - full)
-                .pow(2)
-                .sum()
-            )
-            for _ in range(draws)
-        ]
-        out.append(np.mean(devs))
+        out.append(
+            [
+                float(
+                    (gradient(torch.randperm(n, generator=gen)[:b]) - full)
+                    .pow(2)
+                    .sum()
+                )
+                for _ in range(draws)
+            ]
+        )
     return np.array(out)
+
+
+def measured_minibatch_variance(
+    model: nn.Module,
+    loss_fn,
+    x,
+    y,
+    batch_sizes: Sequence[int],
+    draws: int,
+    seed: int = 0,
+) -> np.ndarray:
+    """``E|g_B - G|^2`` estimated by computing ``draws`` real minibatch
+    gradients (autograd, sampling without replacement) per batch size.
+
+    Returns:
+        Shape ``(len(batch_sizes),)``.
+    """
+    return minibatch_deviations(
+        model, loss_fn, x, y, batch_sizes, draws, seed
+    ).mean(1)
 
 
 def noise_along_training(
