@@ -80,9 +80,15 @@ def test_renorm_corrections_match_a_hand_computation_and_get_no_gradient():
         rn.bias.copy_(torch.tensor([0.0, 0.1, -0.3, 0.2]))
     x = (torch.randn(9, 4, generator=gen) * 1.5).requires_grad_()
     out = rn(x)
-    ref, r, d = _renorm_by_hand(x, mu, var, 2.0, 0.5,
-                                rn.weight.detach().double(),
-                                rn.bias.detach().double())
+    ref, r, d = _renorm_by_hand(
+        x,
+        mu,
+        var,
+        2.0,
+        0.5,
+        rn.weight.detach().double(),
+        rn.bias.detach().double(),
+    )
     assert r.max() == 2.0 and r.min() == 0.5  # clipping is exercised
     assert np.abs(d).max() == 0.5 and np.abs(d).min() < 0.5
     assert torch.allclose(out.double(), ref, atol=1e-5)
@@ -155,16 +161,20 @@ def test_data_stats_forward_equals_batchnorm_in_both_schemes():
 @pytest.mark.parametrize("momentum", [0.1, 0.5])
 def test_stacked_members_train_as_single_models(momentum):
     d = data.mnist1d(num_samples=400)
-    sizes, norms, seeds = [40, 7, 5, 10], ["batchnorm", "renorm",
-                                           "layernorm"], [0, 1, 2]
+    sizes, norms, seeds = (
+        [40, 7, 5, 10],
+        ["batchnorm", "renorm", "layernorm"],
+        [0, 1, 2],
+    )
     stack = bn.StackedNormMLP(sizes, norms, seeds, momentum)
     steps = 12
 
     def limits(step):
         return bn.renorm_limits(step, 2, 8, 6)
 
-    bn.train_stacked(stack, d.x_train, d.y_train, 4, 0.2, steps, seeds,
-                     limits=limits)
+    bn.train_stacked(
+        stack, d.x_train, d.y_train, 4, 0.2, steps, seeds, limits=limits
+    )
     acc = bn.stacked_accuracy(stack, d.x_test, d.y_test)
     for m, (norm, seed) in enumerate(zip(norms, seeds)):
         net = bn.bn_mlp(sizes, norm, seed, momentum)
@@ -172,8 +182,9 @@ def test_stacked_members_train_as_single_models(momentum):
         def relax(step, model):
             bn.set_renorm_limits(model, *limits(step + 1))
 
-        train.train_sgd(net, d, train.SGDConfig(4, 0.2, steps, seed=seed),
-                        on_step=relax)
+        train.train_sgd(
+            net, d, train.SGDConfig(4, 0.2, steps, seed=seed), on_step=relax
+        )
         x = d.x_test[:32]
         for mode in (False, True):
             # copies: a training-mode call moves the running averages
