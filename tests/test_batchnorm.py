@@ -267,3 +267,26 @@ def test_ema_variance_law_by_simulation():
         if t > 100:
             vals.append(m)
     assert np.isclose(np.var(vals), bn.ema_variance(alpha, 1.0, b), rtol=0.05)
+
+
+def test_new_helpers_explain_bad_inputs():
+    with pytest.raises(ValueError, match="no BatchNorm"):
+        bn.data_stats_forward(
+            nn.Sequential(nn.Linear(2, 2)),
+            torch.ones(3, 2),
+            torch.ones(5, 2),
+            True,
+        )
+    stack = bn.StackedNormMLP([4, 6, 3], ["batchnorm", "layernorm"], [0, 1])
+    with pytest.raises(ValueError, match="expected inputs"):
+        stack(torch.ones(3, 5, 4))
+    with pytest.raises(ValueError, match="one batch-order seed"):
+        bn.train_stacked(
+            stack, torch.ones(8, 4), torch.zeros(8).long(), 2, 0.1, 1, [0]
+        )
+    with pytest.raises(ValueError, match="one seed per norm"):
+        bn.StackedNormMLP([4, 6, 3], ["batchnorm"], [0, 1])
+    with pytest.raises(ValueError, match="norm must be one of"):
+        bn.bn_mlp([4, 6, 3], "weightnorm")
+    with pytest.raises(ValueError, match="r_max >= 1"):
+        bn.BatchRenorm1d(3).set_limits(0.5, 0.0)
