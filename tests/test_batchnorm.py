@@ -1,10 +1,12 @@
+import copy
+
 import numpy as np
 import pytest
 import torch
 from torch import nn
 
 from batchlab import batchnorm as bn
-from batchlab import data
+from batchlab import data, train
 
 
 @pytest.mark.parametrize("momentum", [0.1, 0.5, None])
@@ -48,10 +50,156 @@ def test_renorm_without_corrections_is_batchnorm():
     for _ in range(3):
         x = torch.randn(7, 4) * 2 - 1
         assert torch.allclose(rn(x), ref(x), atol=1e-5)
-    rn2 = bn.BatchRenorm1d(4, momentum=0.1)
-    rn2.running_mean.fill_(1.0)
-    x = torch.randn(7, 4)
-    assert not torch.allclose(rn2(x), nn.BatchNorm1d(4)(x), atol=1e-3)
+    assert torch.allclose(rn.running_mean, ref.running_mean, atol=1e-6)
+    assert torch.allclose(rn.running_var, ref.running_var, atol=1e-6)
+
+
+def _renorm_by_hand(x, mu, var, r_max, d_max, gamma, beta, eps=1e-5):
+    """Batch Renorm written from the paper in float64 numpy; r and d are
+    plain numbers, so autograd of the result treats them as constants."""
+    xn = x.detach().double().numpy()
+    mean_b, var_b = xn.mean(0), xn.var(0)
+    sigma_b, sigma = np.sqrt(var_b + eps), np.sqrt(var + eps)
+    r = np.clip(sigma_b / sigma, 1 / r_max, r_max)
+    d = np.clip((mean_b - mu) / sigma, -d_max, d_max)
+    xd = x.double()
+    m, v = xd.mean(0), xd.var(0, unbiased=False)
+    x_hat = (xd - m) / torch.sqrt(v + eps) * torch.from_numpy(r)
+    return (x_hat + torch.from_numpy(d)) * gamma + beta, r, d
+
+
+def test_renorm_corrections_match_a_hand_computation_and_get_no_gradient():
+    gen = torch.Generator().manual_seed(1)
+    rn = bn.BatchRenorm1d(4, momentum=0.1, r_max=2.0, d_max=0.5)
+    mu = np.array([0.0, 3.0, -0.2, 0.1])
+    var = np.array([1.0, 0.01, 25.0, 1.5])  # unit 1: r clips high, 2: low
+    rn.running_mean.copy_(torch.from_numpy(mu))
+    rn.running_var.copy_(torch.from_numpy(var))
+    with torch.no_grad():
+        rn.weight.copy_(torch.tensor([1.0, 2.0, 0.5, -1.0]))
+        rn.bias.copy_(torch.tensor([0.0, 0.1, -0.3, 0.2]))
+    x = (torch.randn(9, 4, generator=gen) * 1.5).requires_grad_()
+    out = rn(x)
+    ref, r, d = _renorm_by_hand(
+        x,
+        mu,
+        var,
+        2.0,
+        0.5,
+        rn.weight.detach().double(),
+        rn.bias.detach().double(),
+    )
+    assert r.max() == 2.0 and r.min() == 0.5  # clipping is exercised
+    assert np.abs(d).max() == 0.5 and np.abs(d).min() < 0.5
+    assert torch.allclose(out.double(), ref, atol=1e-5)
+    # gradients: r and d are constants in the hand computation
+    w = torch.randn(9, 4, generator=gen)
+    (g,) = torch.autograd.grad((out * w).sum(), x)
+    (g_ref,) = torch.autograd.grad((ref * w.double()).sum(), x)
+    assert torch.allclose(g.double(), g_ref.double(), atol=1e-5)
+    # running statistics move after the correction was taken
+    assert torch.allclose(
+        rn.running_mean,
+        torch.from_numpy(0.9 * mu).float() + 0.1 * x.detach().mean(0),
+        atol=1e-5,
+    )
+
+
+def test_renorm_limits_follow_ioffes_schedule():
+    assert bn.renorm_limits(0, 10, 50, 30) == (1.0, 0.0)
+    assert bn.renorm_limits(10, 10, 50, 30) == (1.0, 0.0)
+    r, d = bn.renorm_limits(30, 10, 50, 30)
+    assert np.isclose(r, 2.0) and np.isclose(d, 5.0)
+    assert bn.renorm_limits(80, 10, 50, 30) == (3.0, 5.0)
+    net = bn.bn_mlp([4, 6, 6, 2], "renorm")
+    assert bn.set_renorm_limits(net, 2.5, 1.0) == 2
+    assert net[1].r_max == 2.5 and net[4].d_max == 1.0
+    with pytest.raises(ValueError, match="warmup"):
+        bn.renorm_limits(0, 50, 50, 60)
+
+
+@pytest.mark.parametrize("norm", ["layernorm", "groupnorm"])
+def test_batch_independent_norms_do_not_mix_examples(norm):
+    net = bn.bn_mlp([5, 8, 8, 3], norm, seed=0)
+    x = torch.randn(6, 5)
+    with torch.no_grad():
+        together = net(x)
+        alone = torch.cat([net(x[i : i + 1]) for i in range(6)])
+    assert torch.allclose(together, alone, atol=1e-6)
+
+
+def test_data_stats_forward_equals_batchnorm_in_both_schemes():
+    d = data.mnist1d(num_samples=500)
+    net = bn.bn_mlp([40, 8, 6, 10], seed=0)
+    x, xb, yb = d.x_train, d.x_train[:16], d.y_train[:16]
+
+    def grads(out):
+        loss = torch.nn.functional.cross_entropy(out, yb)
+        return torch.autograd.grad(loss, list(net.parameters()))
+
+    # differentiated: batch statistics of the whole set, inside the
+    # gradient, as training mode on one batch of all of x
+    out = bn.data_stats_forward(net, xb, x, differentiate=True)
+    full = net(torch.cat([xb, x]))  # train mode; stats of xb + x, not x
+    ref = net(x)[:16]
+    assert not torch.allclose(out, full[:16], atol=1e-4)
+    assert torch.allclose(out, ref, atol=1e-5)
+    for a, b in zip(grads(out), grads(ref)):
+        assert torch.allclose(a, b, atol=1e-5)
+    # constant: evaluation mode with precise statistics
+    probe = bn.bn_mlp([40, 8, 6, 10], seed=0)
+    bn.set_precise_stats(probe, x)
+    probe.eval()
+    out = bn.data_stats_forward(net, xb, x, differentiate=False)
+    assert torch.allclose(out, probe(xb), atol=1e-4)
+    loss = torch.nn.functional.cross_entropy(probe(xb), yb)
+    g_ref = torch.autograd.grad(loss, list(probe.parameters()))
+    for a, b in zip(grads(out), g_ref):
+        assert torch.allclose(a, b, atol=1e-4)
+
+
+@pytest.mark.parametrize("momentum", [0.1, 0.5])
+def test_stacked_members_train_as_single_models(momentum):
+    d = data.mnist1d(num_samples=400)
+    sizes, norms, seeds = (
+        [40, 7, 5, 10],
+        ["batchnorm", "renorm", "layernorm"],
+        [0, 1, 2],
+    )
+    stack = bn.StackedNormMLP(sizes, norms, seeds, momentum)
+    steps = 12
+
+    def limits(step):
+        return bn.renorm_limits(step, 2, 8, 6)
+
+    bn.train_stacked(
+        stack, d.x_train, d.y_train, 4, 0.2, steps, seeds, limits=limits
+    )
+    acc = bn.stacked_accuracy(stack, d.x_test, d.y_test)
+    for m, (norm, seed) in enumerate(zip(norms, seeds)):
+        net = bn.bn_mlp(sizes, norm, seed, momentum)
+
+        def relax(step, model):
+            bn.set_renorm_limits(model, *limits(step + 1))
+
+        train.train_sgd(
+            net, d, train.SGDConfig(4, 0.2, steps, seed=seed), on_step=relax
+        )
+        x = d.x_test[:32]
+        for mode in (False, True):
+            # copies: a training-mode call moves the running averages
+            ours, theirs = copy.deepcopy(stack), copy.deepcopy(net)
+            ours.train(mode)
+            theirs.train(mode)
+            with torch.no_grad():
+                out = ours(x.expand(3, -1, -1).clone())[m]
+                assert torch.allclose(out, theirs(x), atol=1e-4)
+        net.eval()
+        with torch.no_grad():
+            a = (net(d.x_test).argmax(1) == d.y_test).float().mean()
+        assert torch.isclose(acc[m], a)
+    with pytest.raises(ValueError, match="norms must be among"):
+        bn.StackedNormMLP(sizes, ["groupnorm"], [0])
 
 
 def test_bad_inputs_are_explained():
@@ -119,3 +267,26 @@ def test_ema_variance_law_by_simulation():
         if t > 100:
             vals.append(m)
     assert np.isclose(np.var(vals), bn.ema_variance(alpha, 1.0, b), rtol=0.05)
+
+
+def test_new_helpers_explain_bad_inputs():
+    with pytest.raises(ValueError, match="no BatchNorm"):
+        bn.data_stats_forward(
+            nn.Sequential(nn.Linear(2, 2)),
+            torch.ones(3, 2),
+            torch.ones(5, 2),
+            True,
+        )
+    stack = bn.StackedNormMLP([4, 6, 3], ["batchnorm", "layernorm"], [0, 1])
+    with pytest.raises(ValueError, match="expected inputs"):
+        stack(torch.ones(3, 5, 4))
+    with pytest.raises(ValueError, match="one batch-order seed"):
+        bn.train_stacked(
+            stack, torch.ones(8, 4), torch.zeros(8).long(), 2, 0.1, 1, [0]
+        )
+    with pytest.raises(ValueError, match="one seed per norm"):
+        bn.StackedNormMLP([4, 6, 3], ["batchnorm"], [0, 1])
+    with pytest.raises(ValueError, match="norm must be one of"):
+        bn.bn_mlp([4, 6, 3], "weightnorm")
+    with pytest.raises(ValueError, match="r_max >= 1"):
+        bn.BatchRenorm1d(3).set_limits(0.5, 0.0)

@@ -59,3 +59,41 @@ def test_initialization_is_uniform_within_fan_in_bound():
 def test_bad_arguments_are_explained(kwargs, match):
     with pytest.raises(ValueError, match=match):
         models.mlp(**kwargs)
+
+
+def test_layernorm_and_groupnorm_options():
+    net = models.mlp([5, 8, 8, 3], norm="layernorm")
+    assert [type(m) for m in net] == [
+        nn.Linear,
+        nn.LayerNorm,
+        nn.Tanh,
+        nn.Linear,
+        nn.LayerNorm,
+        nn.Tanh,
+        nn.Linear,
+    ]
+    gn = models.mlp([5, 8, 3], norm="groupnorm", groups=2)
+    assert isinstance(gn[1], nn.GroupNorm) and gn[1].num_groups == 2
+    # GroupNorm standardizes each example within each group of units
+    h = gn[0](torch.randn(4, 5))
+    out = gn[1](h).detach().view(4, 2, 4)
+    assert torch.allclose(out.mean(2), torch.zeros(4, 2), atol=1e-5)
+    assert torch.allclose(
+        out.var(2, unbiased=False), torch.ones(4, 2), atol=1e-3
+    )
+    assert isinstance(
+        models.mlp([5, 8, 3], norm="batchnorm")[1], nn.BatchNorm1d
+    )
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"norm": "weightnorm"}, "norm must be one of"),
+        ({"norm": "groupnorm", "groups": 3}, "must divide"),
+        ({"norm": "layernorm", "batchnorm": True}, "contradicts"),
+    ],
+)
+def test_bad_norms_are_explained(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        models.mlp([4, 8, 2], **kwargs)

@@ -15,6 +15,8 @@ from torch import nn
 from . import runtime
 
 ACTIVATIONS = {"tanh": nn.Tanh, "relu": nn.ReLU}
+# Normalization layers an MLP can place before each hidden activation.
+NORMS = (None, "batchnorm", "layernorm", "groupnorm")
 
 
 def empty_linear(d_in: int, d_out: int) -> nn.Linear:
@@ -36,13 +38,15 @@ def mlp(
     batchnorm: bool = False,
     seed: int = 0,
     bn_momentum: float | None = 0.1,
+    norm: str | None = None,
+    groups: int = 4,
     device: torch.device | str | None = None,
 ) -> nn.Sequential:
     """A multilayer perceptron ``sizes[0] -> ... -> sizes[-1]``.
 
-    Each hidden layer is ``Linear``, then ``BatchNorm1d`` (when
-    ``batchnorm``), then the activation; the last layer is a plain
-    ``Linear`` giving logits or a regression output.
+    Each hidden layer is ``Linear``, then a normalization layer (when
+    ``batchnorm`` or ``norm``), then the activation; the last layer is a
+    plain ``Linear`` giving logits or a regression output.
 
     Args:
         sizes: layer widths, input first, output last (at least two).
@@ -51,6 +55,12 @@ def mlp(
         seed: seed of the initialization.
         bn_momentum: momentum of the BatchNorm running averages (``None``
             for PyTorch's cumulative average).
+        norm: ``"batchnorm"`` (as ``batchnorm=True``), ``"layernorm"``
+            (``nn.LayerNorm``: each example over its own units) or
+            ``"groupnorm"`` (``nn.GroupNorm`` with ``groups`` groups of
+            units per example); the last two do not depend on the batch.
+        groups: number of groups of ``"groupnorm"``; it must divide every
+            hidden width.
         device: where the weights live; ``runtime.device()`` (a GPU only
             at full scale) when omitted. They are drawn on the CPU first,
             so a seed gives the same network on every device.
@@ -68,6 +78,16 @@ def mlp(
             f"activation must be one of {sorted(ACTIVATIONS)}, "
             f"got {activation!r}"
         )
+    if batchnorm:
+        if norm not in (None, "batchnorm"):
+            raise ValueError(f"batchnorm=True contradicts norm={norm!r}")
+        norm = "batchnorm"
+    if norm not in NORMS:
+        raise ValueError(f"norm must be one of {NORMS}, got {norm!r}")
+    if norm == "groupnorm" and any(w % groups for w in sizes[1:-1]):
+        raise ValueError(
+            f"groups={groups} must divide every hidden width {sizes[1:-1]}"
+        )
     gen = runtime.generator(seed)
     layers: list[nn.Module] = []
     for i, (d_in, d_out) in enumerate(zip(sizes[:-1], sizes[1:])):
@@ -75,8 +95,12 @@ def mlp(
         _init_linear(linear, gen)
         layers.append(linear)
         if i < len(sizes) - 2:
-            if batchnorm:
+            if norm == "batchnorm":
                 layers.append(nn.BatchNorm1d(d_out, momentum=bn_momentum))
+            elif norm == "layernorm":
+                layers.append(nn.LayerNorm(d_out))
+            elif norm == "groupnorm":
+                layers.append(nn.GroupNorm(groups, d_out))
             layers.append(ACTIVATIONS[activation]())
     return nn.Sequential(*layers).to(device or runtime.device())
 
