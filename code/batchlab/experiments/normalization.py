@@ -156,6 +156,7 @@ def linear_table(
         A frame with ``inputs``, ``lambda_max``, ``lambda_min`` and
         ``condition``, and the spectra (descending) by the same names.
     """
+    x = x.double()  # float32 would limit whitening to about 1e-6
     spectra, rows = normalize.linear_conditioning(x, normalize.KINDS)
     shifted, row = normalize.linear_conditioning(x + shift, ["raw"])
     row[0]["inputs"] = "shifted mean"
@@ -197,7 +198,7 @@ def correlation_sweep(cfg: NormalizationConfig) -> pd.DataFrame:
         cov = data.correlated_covariance(cfg.dim, rho, scales)
         x = data.synthetic_regression(
             cfg.n_synthetic, cov, mean=cfg.mean_shift, seed=1
-        ).x_train
+        ).x_train.double()
         _, conds = normalize.linear_conditioning(
             x, ["raw", "standardize", "zca"]
         )
