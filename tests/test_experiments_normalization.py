@@ -115,7 +115,9 @@ def test_mlp_spectra_rows(tiny_cfg, mnist):
 
 
 def test_same_function_changes_only_the_input_factor(tiny_cfg, mnist):
-    net, history = nexp.train_centered(tiny_cfg, mnist, "none", seed=0)
+    run = nexp.train_centered(tiny_cfg, mnist, "none", seed=0)
+    net, history = run.net, run.history
+    assert run.matched is None and run.matched_step == -1
     assert list(history.columns) == [
         "step",
         "loss",
@@ -140,7 +142,7 @@ def test_same_function_changes_only_the_input_factor(tiny_cfg, mnist):
         atol=1e-4,
     )
     # against a hand computation on two different networks
-    other, _ = nexp.train_centered(tiny_cfg, mnist, "none", seed=1)
+    other = nexp.train_centered(tiny_cfg, mnist, "none", seed=1).net
     moved = nexp.factor_change(net, other, x)
     for f0, f1, (_, row) in zip(
         hessian.kronecker_factors(net, x),
@@ -159,3 +161,29 @@ def test_same_function_changes_only_the_input_factor(tiny_cfg, mnist):
     assert (table["cond_A"] >= 1).all()
     with pytest.raises(ValueError, match="variant"):
         nexp.train_centered(tiny_cfg, mnist, "whiten", seed=0)
+
+
+def test_matched_copy_is_taken_at_the_first_loss_below_the_target(
+    tiny_cfg, mnist
+):
+    plain = nexp.train_centered(tiny_cfg, mnist, "none", seed=0)
+    start = plain.history["loss"].iloc[0]
+    run = nexp.train_centered(
+        tiny_cfg, mnist, "centre and scale", seed=0, match_loss=start - 0.01
+    )
+    assert run.matched is not run.net
+    assert run.matched_step % tiny_cfg.center_every == 0
+    row = nexp.curvature_scale(run.matched, mnist, tiny_cfg)
+    assert row["loss"] <= start - 0.01
+    assert row["lr_x_lambda"] == pytest.approx(
+        tiny_cfg.center_lr * row["lambda_max"]
+    )
+    # the top eigenvalue agrees with the exact Hessian's
+    x = mnist.x_train[: tiny_cfg.factor_examples]
+    y = mnist.y_train[: tiny_cfg.factor_examples]
+    ev = hessian.hessian_spectrum(
+        run.matched, torch.nn.functional.cross_entropy, x, y
+    )
+    assert row["lambda_max"] == pytest.approx(ev[0], rel=1e-3)
+    never = nexp.train_centered(tiny_cfg, mnist, "none", 0, match_loss=0.0)
+    assert never.matched is None

@@ -322,26 +322,55 @@ def mlp_spectra(
 VARIANTS = {"none": None, "centre": False, "centre and scale": True}
 
 
+@dataclass(frozen=True)
+class CenteredRun:
+    """One SGD run of a :class:`CenteredMLP`.
+
+    Attributes:
+        net: the network after the last step.
+        history: training loss (``step``, ``loss``, ``variant``, ``seed``,
+            ``test_acc``).
+        matched: a copy of the network at the first check (every
+            ``center_every`` steps) where its training loss was at most
+            the ``match_loss`` asked for; ``None`` if never or not asked.
+        matched_step: the step of that copy (``-1`` if none).
+    """
+
+    net: CenteredMLP
+    history: pd.DataFrame
+    matched: CenteredMLP | None = None
+    matched_step: int = -1
+
+
 def train_centered(
-    cfg: NormalizationConfig, mnist: Dataset, variant: str, seed: int
-) -> tuple[CenteredMLP, pd.DataFrame]:
+    cfg: NormalizationConfig,
+    mnist: Dataset,
+    variant: str,
+    seed: int,
+    match_loss: float | None = None,
+) -> CenteredRun:
     """Train a :class:`CenteredMLP` with SGD, renormalizing every hidden
     layer over the training set every ``cfg.center_every`` steps (with
     the next layer compensated): ``variant`` is ``none``, ``centre`` or
-    ``centre and scale`` (:data:`VARIANTS`).
-
-    Returns:
-        The trained network and its training loss (``step``, ``loss``,
-        ``variant``, ``seed``, ``test_acc``).
+    ``centre and scale`` (:data:`VARIANTS`). With ``match_loss``, keep a
+    copy of the network when its training loss first reaches it.
     """
     if variant not in VARIANTS:
         raise ValueError(f"variant must be one of {list(VARIANTS)}")
     rescale = VARIANTS[variant]
     net = CenteredMLP(list(cfg.center_sizes), seed=seed)
+    kept: dict = {}
 
     def hook(step: int, model: CenteredMLP) -> None:
-        if rescale is not None and step % cfg.center_every == 0:
+        if step % cfg.center_every:
+            return
+        if rescale is not None:
             model.renormalize(mnist.x_train, compensate=True, rescale=rescale)
+        if match_loss is not None and not kept:
+            with torch.no_grad():
+                loss = F.cross_entropy(model(mnist.x_train), mnist.y_train)
+            if float(loss) <= match_loss:
+                kept.update(net=copy.deepcopy(model), step=step)
 
     if rescale is not None:
         net.renormalize(mnist.x_train, compensate=True, rescale=rescale)
@@ -357,7 +386,24 @@ def train_centered(
     frame = frame.assign(
         variant=variant, seed=seed, test_acc=float(h.final_test_acc[0])
     )
-    return net, frame
+    return CenteredRun(net, frame, kept.get("net"), kept.get("step", -1))
+
+
+def curvature_scale(
+    net: torch.nn.Module, mnist: Dataset, cfg: NormalizationConfig
+) -> dict:
+    """The training loss and the largest Hessian eigenvalue of ``net``
+    (cross-entropy on ``cfg.factor_examples`` training examples, Lanczos)
+    and ``lr_x_lambda``, the learning rate ``cfg.center_lr`` times it:
+    the step measured against the curvature (SGD on a quadratic is
+    stable along the top direction only below 2)."""
+    x = mnist.x_train[: cfg.factor_examples]
+    y = mnist.y_train[: cfg.factor_examples]
+    op = hessian.HessianOperator(net, F.cross_entropy, x, y)
+    top = float(hessian.top_eigenvalues(op, k=1, tol=1e-4).values[0])
+    with torch.no_grad():
+        loss = float(F.cross_entropy(net(mnist.x_train), mnist.y_train))
+    return dict(loss=loss, lambda_max=top, lr_x_lambda=cfg.center_lr * top)
 
 
 def standardized_copy(
