@@ -163,3 +163,30 @@ def test_renormalize_with_compensation_keeps_the_function(rescale):
             )
     net.renormalize(d.x_train[:50] * 2, compensate=False, rescale=rescale)
     assert not torch.allclose(net(d.x_train), before, atol=1e-3)
+
+
+def test_train_logistic_follows_autograd_gradient_descent(correlated):
+    x = correlated.x_train[:300].double()
+    y = (correlated.y_train[:300] > correlated.y_train[:300].median()).long()
+    rows = N.train_logistic(x, y, lr=0.5, steps=12, eval_every=4)
+    # independent: the same descent with autograd on an nn.Linear
+    lin = torch.nn.Linear(6, 1).double()
+    torch.nn.init.zeros_(lin.weight)
+    torch.nn.init.zeros_(lin.bias)
+    opt = torch.optim.SGD(lin.parameters(), lr=0.5)
+    losses = []
+    for step in range(13):
+        loss = F.binary_cross_entropy_with_logits(lin(x)[:, 0], y.double())
+        losses.append(loss.item())
+        if step % 4 == 0:
+            w = torch.cat([lin.weight[0], lin.bias]).detach()
+            ev = torch.linalg.eigvalsh(N.logistic_hessian(x, w))
+            row = rows[step // 4]
+            assert row["step"] == step
+            assert row["condition"] == pytest.approx(float(ev[-1] / ev[0]))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    np.testing.assert_allclose(
+        [r["loss"] for r in rows], losses[::4], rtol=1e-10
+    )
