@@ -1,8 +1,12 @@
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
 
+from batchlab import data
 from batchlab.experiments import eigenvalues as eig
+from batchlab.runtime import Scale
 
 
 def test_stop_on_change_replays_the_rule_by_hand():
@@ -71,3 +75,56 @@ def test_race_floor_ends_power_iteration_early():
         assert row[n - 1] <= 1e-6 < row[n - 2]  # stopped at the first hit
         np.testing.assert_array_equal(row[:n], row_full[:n])
     np.testing.assert_array_equal(early.power_to_target, full.power_to_target)
+
+
+def test_config_scales_and_diagonal_race_row():
+    quick = eig.EigenvaluesConfig.for_scale(Scale.QUICK)
+    book = eig.EigenvaluesConfig.for_scale(Scale.BOOK)
+    assert quick.dim < book.dim and quick.starts <= book.starts
+    cfg = replace(
+        quick, dim=80, starts=2, diag_power_steps=300, diag_lanczos_steps=40
+    )
+    race, row = eig.race_on_diagonal(cfg, 0.8)
+    assert race.power.shape == (2, 300) and race.lanczos.shape == (2, 40)
+    assert row["model"] == "diagonal" and row["gap"] == 0.8
+    assert row["power"] == race.power_to_target.mean()
+    assert row["lanczos"] == race.lanczos_to_target.mean()
+    assert row["change_stop_error"] == np.median(race.change_error)
+    assert eig.never_worse(race)
+
+
+def test_never_worse_detects_a_worse_lanczos_row():
+    power = np.array([[0.5, 0.1, np.nan]])
+    race = eig.Race(
+        power,
+        np.array([[0.4, 0.2, 0.3]]),
+        power[:, 0],
+        power[:, 0],
+        power[:, 0],
+        power[:, 0],
+    )
+    assert not eig.never_worse(race)  # 0.2 > 0.1 at the second product
+    good = eig.Race(
+        power,
+        np.array([[0.4, 0.1, 0.9]]),
+        power[:, 0],
+        power[:, 0],
+        power[:, 0],
+        power[:, 0],
+    )
+    assert eig.never_worse(good)  # NaN: power iteration had converged
+
+
+def test_race_on_mlp_row():
+    cfg = replace(
+        eig.EigenvaluesConfig.for_scale(Scale.QUICK),
+        hessian_examples=100,
+        train_steps=(20,),
+        starts=1,
+        power_steps=150,
+        lanczos_steps=30,
+    )
+    race, row = eig.race_on_mlp(cfg, data.mnist1d(num_samples=400), 20)
+    assert row["params"] == 40 * 100 + 100 + 100 * 100 + 100 + 100 * 10 + 10
+    assert 0 < row["gap"] < 1
+    assert race.lanczos.shape == (1, 30)

@@ -118,3 +118,135 @@ def test_reference_top_eigenvalues_are_the_exact_ones_in_float64():
         reference_hessian(net.double(), x.double(), y)
     ).flip(0)[:3]
     np.testing.assert_allclose(ref, exact.numpy(), rtol=1e-9)
+
+
+# --------------------------------------------------------------------------
+# Kronecker factors against the exact Gauss-Newton block
+
+
+@pytest.fixture(scope="module")
+def deep():
+    gen = torch.Generator().manual_seed(5)
+    x = torch.randn(12, 4, generator=gen, dtype=torch.float64) + 0.5
+    net = models.mlp([4, 5, 3, 3], seed=2).double()
+    return net, x
+
+
+def gauss_newton_block(net, x, name):
+    """Independent: mean over examples of J^T (diag p - p p^T) J, with J
+    the autograd Jacobian of one example's logits with respect to the
+    weight ``name`` (flattened row by row)."""
+    params = {k: v.detach() for k, v in net.named_parameters()}
+    W = params[name]
+    blocks = []
+    for xi in x:
+
+        def logits(w, xi=xi):
+            return torch.func.functional_call(
+                net, {**params, name: w}, (xi[None],)
+            )[0]
+
+        J = torch.autograd.functional.jacobian(logits, W).reshape(
+            -1, W.numel()
+        )
+        p = torch.softmax(logits(W), 0)
+        blocks.append(J.T @ (torch.diag(p) - torch.outer(p, p)) @ J)
+    return torch.stack(blocks).mean(0)
+
+
+def weight_names(net):
+    return [n for n, p in net.named_parameters() if p.ndim == 2]
+
+
+def test_kronecker_factors_are_exact_for_one_example(deep):
+    net, x = deep
+    for i in (0, 7):
+        factors = hessian.kronecker_factors(net, x[i : i + 1])
+        for name, f in zip(weight_names(net), factors):
+            exact = gauss_newton_block(net, x[i : i + 1], name)
+            kron = torch.kron(f.outputs, f.inputs[:-1, :-1])
+            assert torch.allclose(kron, exact, atol=1e-12, rtol=1e-9)
+
+
+def test_mean_of_per_example_products_is_the_gauss_newton_block(deep):
+    net, x = deep
+    per_example = [hessian.kronecker_factors(net, xi[None]) for xi in x]
+    factors = hessian.kronecker_factors(net, x)
+    for j, name in enumerate(weight_names(net)):
+        exact = gauss_newton_block(net, x, name)
+        mean = torch.stack(
+            [
+                torch.kron(f[j].outputs, f[j].inputs[:-1, :-1])
+                for f in per_example
+            ]
+        ).mean(0)
+        assert torch.allclose(mean, exact, atol=1e-12, rtol=1e-9)
+        # K-FAC's product of means: the factors are the means ...
+        G = torch.stack([f[j].outputs for f in per_example]).mean(0)
+        A = torch.stack([f[j].inputs for f in per_example]).mean(0)
+        assert torch.allclose(factors[j].outputs, G, atol=1e-12)
+        assert torch.allclose(factors[j].inputs, A, atol=1e-12)
+        # ... whose product only approximates the block for many examples
+        approx = torch.kron(G, A[:-1, :-1])
+        assert not torch.allclose(approx, exact, atol=1e-6)
+    # the input factor carries the bias as a last constant input
+    first = factors[0].inputs
+    assert first[-1, -1] == 1.0
+    assert torch.allclose(first[:-1, -1], x.mean(0))
+
+
+def test_kronecker_factors_reject_bad_input(deep):
+    net, x = deep
+    with pytest.raises(ValueError, match="shape"):
+        hessian.kronecker_factors(net, x[0])
+    with pytest.raises(ValueError, match="nn.Linear"):
+        hessian.kronecker_factors(torch.nn.Tanh(), x)
+
+
+def test_softmax_hessian_at_zero_has_condition_number_c_after_fixing_a_class():
+    # the exercise of the normalization chapter, checked with autograd
+    c, d = 5, 3
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(200, d, generator=gen, dtype=torch.float64)
+    x = x - x.mean(0)
+    evals, evecs = torch.linalg.eigh(x.T @ x / len(x))
+    x = x @ evecs @ torch.diag(evals**-0.5) @ evecs.T  # whitened exactly
+    y = torch.randint(0, c, (200,), generator=gen)
+    lin = models.linear_model(d, c, seed=0).double()
+    with torch.no_grad():
+        lin.weight.zero_()
+        lin.bias.zero_()
+    H = hessian.exact_hessian(lin, F.cross_entropy, x, y)
+    ev = torch.linalg.eigvalsh(H)
+    assert torch.allclose(
+        ev[: d + 1], torch.zeros_like(ev[: d + 1]), atol=1e-12
+    )
+    assert torch.allclose(ev[d + 1 :], torch.full_like(ev[d + 1 :], 1 / c))
+    # fix the last class's weights and bias at zero
+    keep = [
+        i
+        for i in range(c * (d + 1))
+        if not (d * (c - 1) <= i < d * c or i == c * d + c - 1)
+    ]
+    ev_fixed = torch.linalg.eigvalsh(H[keep][:, keep])
+    assert ev_fixed.min() == pytest.approx(1 / c**2)
+    assert ev_fixed.max() == pytest.approx(1 / c)
+    assert ev_fixed.max() / ev_fixed.min() == pytest.approx(c)
+    # on the subspace orthogonal to the all-ones direction of the classes
+    P = torch.kron(
+        torch.eye(c, dtype=H.dtype) - 1 / c, torch.eye(d, dtype=H.dtype)
+    )
+    P = torch.block_diag(P, torch.eye(c, dtype=H.dtype) - 1 / c)
+    basis = torch.linalg.eigh(P).eigenvectors[:, d + 1 :]  # range of P
+    ev_sub = torch.linalg.eigvalsh(basis.T @ H @ basis)
+    assert torch.allclose(ev_sub, torch.full_like(ev_sub, 1 / c))
+
+
+def test_exact_hessian_in_chunks_is_the_same_matrix(tiny):
+    net, x, y = tiny
+    whole = hessian.exact_hessian(net, F.cross_entropy, x, y)
+    for chunk in (10, 64, 100):  # uneven, exact and oversized chunks
+        parts = hessian.exact_hessian(net, F.cross_entropy, x, y, chunk=chunk)
+        assert torch.allclose(parts, whole, atol=1e-12)
+    with pytest.raises(ValueError, match="chunk"):
+        hessian.exact_hessian(net, F.cross_entropy, x, y, chunk=0)

@@ -1,3 +1,5 @@
+from itertools import islice
+
 import numpy as np
 import pytest
 import torch
@@ -80,3 +82,71 @@ def test_estimates_reject_bad_starts():
             fn(lambda v: v, torch.ones(3), steps=0)
         with pytest.raises(ValueError, match="non-zero"):
             fn(lambda v: v, torch.zeros(3), steps=2)
+
+
+class MatrixOperator:
+    """A symmetric matrix with the interface of HessianOperator."""
+
+    def __init__(self, A: torch.Tensor):
+        self.A, self.dim, self.n_products = A, A.shape[0], 0
+
+    def matvec(self, v: torch.Tensor) -> torch.Tensor:
+        self.n_products += 1
+        return self.A @ v
+
+
+@pytest.fixture(scope="module")
+def clustered():
+    """300 x 300, three separated top eigenvalues above tight clusters:
+    Ritz values converge fast, which is when plain Lanczos (a three-term
+    recurrence without reorthogonalization) loses orthogonality and
+    produces spurious copies of converged eigenvalues."""
+    gen = torch.Generator().manual_seed(7)
+    top = torch.tensor([10.0, 9.0, 8.0], dtype=torch.float64)
+    clusters = [
+        c + 1e-3 * torch.randn(99, generator=gen, dtype=torch.float64)
+        for c in (1.0, 0.5, 0.1)
+    ]
+    ev = torch.cat([top, *clusters])
+    Q, _ = torch.linalg.qr(
+        torch.randn(300, 300, generator=gen, dtype=torch.float64)
+    )
+    return Q @ torch.diag(ev) @ Q.T, torch.sort(ev, descending=True).values
+
+
+def test_lanczos_basis_stays_orthogonal_on_a_clustered_spectrum(clustered):
+    A, _ = clustered
+    v0 = torch.randn(
+        300, generator=torch.Generator().manual_seed(1), dtype=torch.float64
+    )
+    steps = lanczos._lanczos_steps(lambda v: A @ v, v0)
+    alpha, beta, Q = next(islice(steps, 119, None))  # after 120 products
+    assert Q.shape == (300, 120)
+    err = (Q.T @ Q - torch.eye(120, dtype=Q.dtype)).abs().max()
+    assert err < 1e-10
+    # the tridiagonal matrix is the projection of A on the basis
+    T = lanczos._tridiagonal(alpha, beta)
+    assert torch.allclose(T, Q.T @ A @ Q, atol=1e-9)
+
+
+def test_lanczos_top_finds_distinct_eigenvalues_without_ghosts(clustered):
+    A, ev = clustered
+    op = MatrixOperator(A)
+    top = lanczos.lanczos_top(op, k=3, tol=1e-12, max_steps=150, seed=2)
+    np.testing.assert_allclose(top.values, ev[:3].numpy(), rtol=1e-10)
+    # Ritz vectors are orthonormal eigenvectors, not copies of one
+    V = torch.from_numpy(top.vectors)
+    assert torch.allclose(V.T @ V, torch.eye(3, dtype=V.dtype), atol=1e-8)
+    assert torch.allclose(A @ V, V * torch.from_numpy(top.values), atol=1e-6)
+    # many steps: the largest Ritz value never exceeds the top eigenvalue
+    est = lanczos.lanczos_estimates(
+        lambda v: A @ v,
+        torch.randn(
+            300,
+            generator=torch.Generator().manual_seed(3),
+            dtype=torch.float64,
+        ),
+        steps=150,
+    )
+    assert np.all(est <= float(ev[0]) + 1e-10)
+    assert abs(est[-1] - float(ev[0])) < 1e-10

@@ -1,4 +1,6 @@
+import numpy as np
 import pytest
+import scipy.linalg
 import torch
 import torch.nn.functional as F
 
@@ -34,28 +36,76 @@ def test_standardize_fixes_diagonal_not_correlation(correlated):
     assert cov[0, 1] > 0.7
 
 
-def test_zca_is_symmetric_and_closest(correlated):
+def test_covariance_divides_by_n(correlated):
+    x = correlated.x_train[:50].double()
+    want = np.cov(x.numpy(), rowvar=False, bias=True)
+    np.testing.assert_allclose(N.covariance(x).numpy(), want, atol=1e-12)
+
+
+def inverse_sqrt(cov: np.ndarray) -> np.ndarray:
+    """Independent: the symmetric inverse square root by scipy."""
+    return np.real(scipy.linalg.fractional_matrix_power(cov, -0.5))
+
+
+def test_zca_matches_an_independent_inverse_square_root(correlated):
+    x = correlated.x_train.double()
+    xc = (x - x.mean(0)).numpy()
+    want = xc @ inverse_sqrt(xc.T @ xc / len(xc))
+    got = N.fit_transform(x, "zca")(x).numpy()
+    np.testing.assert_allclose(got, want, atol=1e-9)
+
+
+def test_pca_outputs_are_scaled_principal_component_scores(correlated):
+    x = correlated.x_train.double()
+    xc = (x - x.mean(0)).numpy()
+    evals, evecs = np.linalg.eigh(xc.T @ xc / len(xc))
+    z = N.fit_transform(x, "pca")(x).numpy()
+    scores = xc @ evecs / np.sqrt(evals)  # column k: k-th component
+    # eigenvectors are defined up to sign: compare column by column
+    signs = np.sign((z * scores).sum(0))
+    np.testing.assert_allclose(z, scores * signs, atol=1e-9)
+
+
+def test_zca_is_the_whitening_closest_to_the_inputs(correlated):
     x = correlated.x_train.double()
     zca = N.fit_transform(x, "zca")
-    pca = N.fit_transform(x, "pca")
-    assert torch.allclose(zca.matrix, zca.matrix.T, atol=1e-10)
     xc = x - x.mean(0)
-    assert ((zca(x) - xc) ** 2).mean() < ((pca(x) - xc) ** 2).mean()
+    base = float(((zca(x) - xc) ** 2).mean())
+    gen = torch.Generator().manual_seed(1)
+    for _ in range(20):  # any rotation of a whitening also whitens
+        Q, _ = torch.linalg.qr(
+            torch.randn(6, 6, generator=gen, dtype=torch.float64)
+        )
+        z = zca(x) @ Q
+        assert torch.allclose(
+            N.covariance(z), torch.eye(6, dtype=z.dtype), atol=1e-8
+        )
+        assert float(((z - xc) ** 2).mean()) > base
+    pca = N.fit_transform(x, "pca")
+    assert float(((pca(x) - xc) ** 2).mean()) > base
 
 
-def test_singular_covariance_is_explained_and_regularized():
-    x = torch.randn(100, 3, generator=torch.Generator().manual_seed(0))
+def test_eps_regularizes_as_computed_by_hand():
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(100, 3, generator=gen, dtype=torch.float64)
     x = torch.cat([x, x[:, :1]], 1)  # a duplicated feature
-    with pytest.raises(ValueError, match="singular.*eps"):
-        N.fit_transform(x, "zca")
-    z = N.fit_transform(x, "zca", eps=1e-3)(x)
-    assert torch.isfinite(z).all()
-    with pytest.raises(ValueError, match="zero variance"):
-        N.fit_transform(torch.ones(10, 2), "standardize")
-    with pytest.raises(ValueError, match="kind"):
-        N.fit_transform(x, "batch")
-    with pytest.raises(ValueError, match="features"):
-        N.fit_transform(x, "center")(torch.ones(2, 3))
+    eps = 0.1
+    xc = (x - x.mean(0)).numpy()
+    cov = xc.T @ xc / len(xc)
+    # ZCA with eps is (cov + eps I)^(-1/2): the eigenvalues move by eps
+    want = xc @ inverse_sqrt(cov + eps * np.eye(4))
+    got = N.fit_transform(x, "zca", eps=eps)(x).numpy()
+    np.testing.assert_allclose(got, want, atol=1e-9)
+    # its covariance has eigenvalues lambda / (lambda + eps)
+    lam = np.linalg.eigvalsh(cov)
+    np.testing.assert_allclose(
+        np.linalg.eigvalsh(np.cov(got, rowvar=False, bias=True)),
+        np.sort(lam / (lam + eps)),
+        atol=1e-9,
+    )
+    # standardize divides each feature by sqrt(variance + eps)
+    z = N.fit_transform(x, "standardize", eps=eps)(x).numpy()
+    np.testing.assert_allclose(z, xc / np.sqrt(xc.var(0) + eps), atol=1e-12)
 
 
 def test_closed_form_hessians_match_autograd(correlated):
@@ -113,3 +163,30 @@ def test_renormalize_with_compensation_keeps_the_function(rescale):
             )
     net.renormalize(d.x_train[:50] * 2, compensate=False, rescale=rescale)
     assert not torch.allclose(net(d.x_train), before, atol=1e-3)
+
+
+def test_train_logistic_follows_autograd_gradient_descent(correlated):
+    x = correlated.x_train[:300].double()
+    y = (correlated.y_train[:300] > correlated.y_train[:300].median()).long()
+    rows = N.train_logistic(x, y, lr=0.5, steps=12, eval_every=4)
+    # independent: the same descent with autograd on an nn.Linear
+    lin = torch.nn.Linear(6, 1).double()
+    torch.nn.init.zeros_(lin.weight)
+    torch.nn.init.zeros_(lin.bias)
+    opt = torch.optim.SGD(lin.parameters(), lr=0.5)
+    losses = []
+    for step in range(13):
+        loss = F.binary_cross_entropy_with_logits(lin(x)[:, 0], y.double())
+        losses.append(loss.item())
+        if step % 4 == 0:
+            w = torch.cat([lin.weight[0], lin.bias]).detach()
+            ev = torch.linalg.eigvalsh(N.logistic_hessian(x, w))
+            row = rows[step // 4]
+            assert row["step"] == step
+            assert row["condition"] == pytest.approx(float(ev[-1] / ev[0]))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    np.testing.assert_allclose(
+        [r["loss"] for r in rows], losses[::4], rtol=1e-10
+    )

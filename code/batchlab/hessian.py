@@ -11,12 +11,16 @@ so that every product there costs one extra backward pass.
   ARPACK's ``eigsh``.
 * :func:`exact_hessian`, :func:`hessian_spectrum` -- the full matrix and
   its eigenvalues, for tiny models and tests.
+* :func:`kronecker_factors` -- K-FAC's two factors of every linear
+  layer's Gauss-Newton block: its inputs' and its output gradients'
+  second moments.
 """
 
 from __future__ import annotations
 
 import copy
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -118,20 +122,38 @@ def _split(v: torch.Tensor, params: Sequence[torch.Tensor]):
         offset += p.numel()
 
 
-def exact_hessian(model: nn.Module, loss_fn: LossFn, x, y) -> torch.Tensor:
-    """The full Hessian, shape ``(p, p)``; only for small models."""
+def exact_hessian(
+    model: nn.Module, loss_fn: LossFn, x, y, chunk: int | None = None
+) -> torch.Tensor:
+    """The full Hessian, shape ``(p, p)``; only for small models.
+
+    With ``chunk``, the examples are taken ``chunk`` at a time and the
+    Hessians of the chunks averaged, weighted by their sizes: the same
+    matrix for a mean loss, in a fraction of the memory.
+    """
     theta = flat_params(model)
     if theta.numel() > 5000:
         raise ValueError(
             f"exact_hessian forms a {theta.numel()}^2 matrix; use "
             "HessianOperator with top_eigenvalues for models this large"
         )
+    if chunk is not None and chunk < 1:
+        raise ValueError(f"chunk must be a positive count, got {chunk}")
+    n = x.shape[0]
+    step = n if chunk is None else chunk
+    total = torch.zeros(theta.numel(), theta.numel(), dtype=theta.dtype)
+    for start in range(0, n, step):
+        xs, ys = x[start : start + step], y[start : start + step]
 
-    def loss_of(flat: torch.Tensor) -> torch.Tensor:
-        out = functional_call(model, unflatten(model, flat), (x,))
-        return loss_fn(out, y)
+        def loss_of(flat: torch.Tensor, xs=xs, ys=ys) -> torch.Tensor:
+            out = functional_call(model, unflatten(model, flat), (xs,))
+            return loss_fn(out, ys)
 
-    return torch.autograd.functional.hessian(loss_of, theta, vectorize=True)
+        part = torch.autograd.functional.hessian(
+            loss_of, theta, vectorize=True
+        )
+        total += part * (xs.shape[0] / n)
+    return total
 
 
 def _as_operator(op) -> tuple[LinearOperator, Callable[[], int]]:
@@ -235,9 +257,12 @@ def reference_top_eigenvalues(
 # The loss around a point
 
 
-def hessian_spectrum(model: nn.Module, loss_fn: LossFn, x, y) -> np.ndarray:
-    """All eigenvalues of a small model's Hessian, descending, float64."""
-    H = exact_hessian(model, loss_fn, x, y).double()
+def hessian_spectrum(
+    model: nn.Module, loss_fn: LossFn, x, y, chunk: int | None = None
+) -> np.ndarray:
+    """All eigenvalues of a small model's Hessian, descending, float64
+    (``chunk``: see :func:`exact_hessian`)."""
+    H = exact_hessian(model, loss_fn, x, y, chunk=chunk).double()
     H = (H + H.T) / 2
     return torch.linalg.eigvalsh(H).flip(0).cpu().numpy()
 
@@ -259,3 +284,84 @@ def spectrum_summary(ev: np.ndarray, n_outliers: int) -> dict:
         "outlier_ratio": ev[0] / ev[n_outliers],
         "negative_mass": np.abs(ev[ev < 0]).sum() / np.abs(ev).sum(),
     }
+
+
+# --------------------------------------------------------------------------
+# Kronecker factors of the Gauss-Newton matrix, layer by layer
+
+
+@dataclass(frozen=True)
+class KroneckerFactors:
+    """The two factors of one linear layer's Gauss-Newton block.
+
+    Attributes:
+        inputs: ``A = E[a a^T]``, the second moment of the layer's inputs
+            with a constant one appended for the bias, ``(d_in + 1,
+            d_in + 1)``, float64 (the last row and column belong to the
+            bias).
+        outputs: ``G = E[J^T (diag p - p p^T) J]``, the second moment of
+            the loss gradient with respect to the layer's outputs (``d``)
+            under labels drawn from the model's softmax, ``(d_out,
+            d_out)``, float64; ``J`` is the Jacobian of the logits with
+            respect to those outputs.
+    """
+
+    inputs: torch.Tensor
+    outputs: torch.Tensor
+
+
+def kronecker_factors(
+    model: nn.Module, x: torch.Tensor
+) -> list[KroneckerFactors]:
+    """K-FAC's factors ``A`` and ``G`` for every ``nn.Linear`` of a
+    classifier with softmax cross-entropy, in forward order.
+
+    For one example the Gauss-Newton block of a layer's weight ``W``
+    (flattened row by row, as PyTorch stores it) is exactly
+    ``G_i (x) a_i a_i^T``; over a data set it is the mean of those
+    products, which K-FAC approximates by ``G (x) A``, the product of
+    the means (Martens and Grosse 2015).
+
+    Args:
+        model: maps inputs ``(n, d)`` to logits ``(n, c)``, treating
+            examples independently (no BatchNorm in training mode).
+        x: inputs ``(n, d)``.
+
+    Returns:
+        One :class:`KroneckerFactors` per linear layer.
+    """
+    if x.ndim != 2 or x.shape[0] < 1:
+        raise ValueError(f"need inputs of shape (n >= 1, d), got {x.shape}")
+    linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
+    if not linears:
+        raise ValueError("the model has no nn.Linear layer")
+    seen: dict[nn.Module, tuple[torch.Tensor, torch.Tensor]] = {}
+    hooks = [
+        m.register_forward_hook(
+            lambda mod, inp, out: seen.__setitem__(mod, (inp[0], out))
+        )
+        for m in linears
+    ]
+    try:
+        logits = model(x)
+    finally:
+        for h in hooks:
+            h.remove()
+    p = torch.softmax(logits.detach().double(), dim=1)
+    out_hessian = torch.diag_embed(p) - p[:, :, None] * p[:, None, :]
+    outs = [seen[m][1] for m in linears]
+    # Examples are independent, so the gradient of a summed logit k with
+    # respect to a layer's outputs holds every example's Jacobian row k.
+    rows = [
+        torch.autograd.grad(logits[:, k].sum(), outs, retain_graph=True)
+        for k in range(logits.shape[1])
+    ]
+    n = x.shape[0]
+    factors = []
+    for j, m in enumerate(linears):
+        jac = torch.stack([r[j] for r in rows], 1).double()  # (n, c, out)
+        G = torch.einsum("nko,nkl,nlp->op", jac, out_hessian, jac) / n
+        a = seen[m][0].detach().double()
+        a = torch.cat([a, torch.ones(n, 1, dtype=a.dtype)], 1)
+        factors.append(KroneckerFactors(a.T @ a / n, G))
+    return factors

@@ -5,13 +5,63 @@ on a network's Hessian and on test matrices with a chosen gap, and the
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
-from .. import runtime
+from .. import hessian, models, runtime, train
+from ..data import Dataset
 from ..lanczos import lanczos_estimates, power_estimates
+from ..runtime import pick
+
+TARGET = 1e-4  # relative error at which a method counts as converged
+
+
+@dataclass(frozen=True)
+class EigenvaluesConfig:
+    """Sizes of the appendix's race between power iteration and Lanczos."""
+
+    hessian_examples: int  # training examples in the loss whose Hessian
+    # is probed
+    train_steps: tuple[int, ...]  # SGD steps of the models raced on
+    lr: float  # their SGD learning rate
+    batch_size: int  # their SGD batch size
+    starts: int  # random starts shared by both methods
+    power_steps: int  # products of power iteration per start (MLP)
+    lanczos_steps: int  # products of Lanczos per start (MLP)
+    gaps: tuple[float, ...]  # lambda_2 / lambda_1 of the test spectra
+    dim: int  # size of those (diagonal) test matrices
+    diag_power_steps: int  # products of power iteration there
+    diag_lanczos_steps: int  # products of Lanczos there
+
+    @classmethod
+    def for_scale(cls, scale) -> EigenvaluesConfig:
+        """The configuration for ``quick``, ``book`` or ``full``."""
+        book = cls(
+            hessian_examples=1000,
+            train_steps=(300, 3000),
+            lr=0.05,
+            batch_size=32,
+            starts=5,
+            power_steps=200,
+            lanczos_steps=25,
+            gaps=(0.5, 0.8, 0.9, 0.95, 0.99),
+            dim=2000,
+            diag_power_steps=2000,
+            diag_lanczos_steps=100,
+        )
+        quick = replace(
+            book,
+            hessian_examples=300,
+            train_steps=(300, 1000),
+            starts=2,
+            gaps=(0.5, 0.9, 0.99),
+            dim=500,
+        )
+        full = replace(book, starts=10, power_steps=400)
+        return pick(scale, quick=quick, book=book, full=full)
 
 
 def gapped_spectrum(dim: int, gap: float) -> torch.Tensor:
@@ -128,3 +178,74 @@ def race_top_eigenvalue(
             [abs(s[1] - reference) / reference for s in stops]
         ),
     )
+
+
+def race_on_mlp(
+    cfg: EigenvaluesConfig, data: Dataset, steps: int
+) -> tuple[Race, dict]:
+    """Train a 40-100-100-10 tanh MLP for ``steps`` SGD steps and race
+    the two methods to its Hessian's largest eigenvalue (cross-entropy on
+    the first ``cfg.hessian_examples`` training examples).
+
+    Returns:
+        The :class:`Race` and a row: ``model``, ``params``, ``gap``
+        (``lambda_2 / lambda_1``, from a float64 reference), mean products
+        to :data:`TARGET` of ``power`` and ``lanczos``, and the median
+        error where the change rule stops (``change_stop_error``).
+    """
+    net = models.mlp([data.n_features, 100, 100, data.n_classes], seed=0)
+    sgd = train.SGDConfig(cfg.batch_size, cfg.lr, steps, seed=0)
+    train.train_sgd(net, data, sgd)
+    x = data.x_train[: cfg.hessian_examples]
+    y = data.y_train[: cfg.hessian_examples]
+    ref = hessian.reference_top_eigenvalues(net, F.cross_entropy, x, y, k=2)
+    op = hessian.HessianOperator(net, F.cross_entropy, x, y)
+    race = race_top_eigenvalue(
+        op.matvec,
+        op.dim,
+        float(ref[0]),
+        starts=cfg.starts,
+        power_steps=cfg.power_steps,
+        lanczos_steps=cfg.lanczos_steps,
+        target=TARGET,
+        floor=TARGET / 100,
+    )
+    return race, _row(
+        f"MLP, {steps} steps", float(ref[1] / ref[0]), race, params=op.dim
+    )
+
+
+def race_on_diagonal(cfg: EigenvaluesConfig, gap: float) -> tuple[Race, dict]:
+    """The same race on the diagonal test matrix
+    :func:`gapped_spectrum` ``(cfg.dim, gap)``; returns it and its row."""
+    spec = gapped_spectrum(cfg.dim, gap)
+    race = race_top_eigenvalue(
+        lambda v: spec * v,
+        cfg.dim,
+        1.0,
+        starts=cfg.starts,
+        power_steps=cfg.diag_power_steps,
+        lanczos_steps=cfg.diag_lanczos_steps,
+        target=TARGET,
+        floor=TARGET / 100,
+    )
+    return race, _row("diagonal", gap, race, params=cfg.dim)
+
+
+def _row(model: str, gap: float, race: Race, params: int) -> dict:
+    return dict(
+        model=model,
+        params=params,
+        gap=gap,
+        power=float(race.power_to_target.mean()),
+        lanczos=float(race.lanczos_to_target.mean()),
+        change_stop_error=float(np.median(race.change_error)),
+    )
+
+
+def never_worse(race: Race, slack: float = 1e-6) -> bool:
+    """Whether, after every product and from every start, Lanczos's error
+    is at most power iteration's (plus ``slack``; power iteration's row
+    is NaN once it has converged, and those products are skipped)."""
+    power = race.power[:, : race.lanczos.shape[1]]
+    return bool(np.all((race.lanczos <= power + slack) | np.isnan(power)))
