@@ -71,8 +71,9 @@ def test_publish_turns_scalars_into_plain_numbers(monkeypatch):
     monkeypatch.setattr(
         claims, "glue", lambda n, v, display: seen.update({n: (v, display)})
     )
-    assert claims.publish("a", np.float64(1.5)) == 1.5
-    assert type(seen["a"][0]) is float and seen["a"][1] is False
-    assert claims.publish("b", torch.tensor(3)) == 3
+    assert claims.publish("a", np.float64(1.5)) is None  # no stray output
+    assert seen["a"] == (1.5, False) and type(seen["a"][0]) is float
+    claims.publish("b", torch.tensor(3))
+    assert seen["b"][0] == 3 and type(seen["b"][0]) is int
     with pytest.raises(TypeError, match="number or a string"):
         claims.publish("c", np.ones(2))

@@ -92,11 +92,12 @@ def _sentence(message: str) -> str:
     return text if text.endswith(".") else text + "."
 
 
-def publish(name: str, value: object) -> object:
+def publish(name: str, value: object) -> None:
     """Glue a number (or short text) into the prose under ``name``.
 
     numpy and torch scalars become plain Python numbers first, so format
-    specs such as ``{glue:text}`name:.3f``` work on them. Returns the value.
+    specs such as ``{glue:text}`name:.3f``` work on them. Returns nothing,
+    so that a cell ending with it shows no stray value.
     """
     if hasattr(value, "item") and getattr(value, "ndim", 0) == 0:
         value = value.item()
@@ -106,4 +107,3 @@ def publish(name: str, value: object) -> object:
             " (glue figures with myst_nb.glue)"
         )
     glue(name, value, display=False)
-    return value
