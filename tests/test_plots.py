@@ -47,7 +47,7 @@ def test_spectrum_sorts_descending():
 
 def test_style_file_exists_and_figure_uses_it():
     assert plots.STYLE.exists()
-    fig, axes = plots.figure(ncols=2)
+    fig, axes = plots.figure(nrows=2)
     assert len(axes) == 2
     assert not axes[0].spines["top"].get_visible()
 
@@ -124,9 +124,13 @@ def test_settings_lists_every_field():
         plots.settings({"lr": 1})
 
 
-def test_figure_refuses_more_than_two_columns():
-    with pytest.raises(ValueError, match="phone"):
-        plots.figure(ncols=3)
+def test_figure_refuses_side_by_side_panels_and_wide_figures():
+    with pytest.raises(ValueError, match="stack them"):
+        plots.figure(ncols=2)
+    with pytest.raises(ValueError, match="inches wide"):
+        plots.figure(width=7.5)
+    fig, axes = plots.figure(nrows=2)
+    assert len(axes) == 2
 
 
 def test_over_seeds_orders_hue_numerically_with_an_ordered_palette():

@@ -30,8 +30,11 @@ from matplotlib_inline.backend_inline import set_matplotlib_formats
 STYLE = Path(__file__).with_name("style.mplstyle")
 
 
-# Panels side by side at most: wider figures are unreadable on a phone.
-MAX_COLUMNS = 2
+# A figure is scaled to the width of the page: on a 390 px phone, two
+# panels side by side or a figure wider than this (inches) make 10-point
+# labels a few pixels tall. Panels are stacked instead.
+MAX_COLUMNS = 1
+MAX_WIDTH = 5.5
 
 
 def use_style() -> None:
@@ -42,7 +45,7 @@ def use_style() -> None:
 
 
 def figure(
-    ncols: int = 1, nrows: int = 1, width: float = 6.4, height: float = 3.4
+    ncols: int = 1, nrows: int = 1, width: float = 5.5, height: float = 3.4
 ) -> tuple[Figure, np.ndarray]:
     """A new figure in the book's style and its axes as a flat array.
 
@@ -52,8 +55,13 @@ def figure(
     """
     if ncols > MAX_COLUMNS:
         raise ValueError(
-            f"{ncols} panels side by side do not read at phone width; use "
-            f"at most {MAX_COLUMNS} columns and stack the rest (nrows)"
+            f"{ncols} panels side by side do not read at phone width; "
+            "stack them (nrows)"
+        )
+    if width > MAX_WIDTH:
+        raise ValueError(
+            f"a figure {width} inches wide does not read at phone width; "
+            f"use at most {MAX_WIDTH}"
         )
     with plt.style.context(str(STYLE)):
         fig, axes = plt.subplots(
