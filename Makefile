@@ -103,14 +103,18 @@ pdf-check:
 	  exit 1; \
 	fi
 
-# The whole book (_build/pdf/book.pdf) and one handout per chapter.
+# The whole book (_build/pdf/book.pdf) and, per chapter, a student handout
+# (<chapter>.pdf, no solutions) and an instructor edition
+# (<chapter>-instructor.pdf): one LaTeX build writes them all
+# (booktools.latex). When the site is built, the PDFs go under its pdf/.
 pdf: cache-check pdf-check
-	rm -rf $(BUILD)/latex
+	rm -rf $(BUILD)/latex $(BUILD)/pdf
 	BATCHLAB_SCALE=$(SCALE) $(BIN)/python -m booktools.execute $(BUILD)
 	BATCHLAB_SCALE=$(SCALE) $(BIN)/jupyter-book build . --path-output $(OUT) --builder pdflatex $(JBFLAGS)
-	mkdir -p $(BUILD)/pdf
-	cp $(BUILD)/latex/book.pdf $(BUILD)/pdf/book.pdf
-	$(BIN)/python -m booktools.handouts $(BUILD)/latex/book.pdf _toc.yml $(BUILD)/pdf
+	$(BIN)/python -m booktools.handouts $(BUILD)/latex _toc.yml $(BUILD)/pdf
+	if [ -d $(BUILD)/html ]; then \
+	  mkdir -p $(BUILD)/html/pdf && cp $(BUILD)/pdf/*.pdf $(BUILD)/html/pdf/; \
+	fi
 
 clean:
 	rm -rf $(BUILD) .pytest_cache

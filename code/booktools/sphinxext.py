@@ -27,6 +27,8 @@ from docutils import nodes
 from sphinx.application import Sphinx
 from sphinx.util.docutils import SphinxDirective
 
+from booktools import bibstyle, latex
+
 NOTEBOOK_DIR = "_notebooks"
 PAGES_BRANCH = "gh-pages"
 
@@ -118,6 +120,8 @@ def copy_notebooks(app: Sphinx, exception: Exception | None) -> None:
 
 
 def setup(app: Sphinx) -> dict:
+    bibstyle.register()
+    latex.setup(app)
     app.add_directive("notebook-links", NotebookLinks)
     app.add_role("ja", ja_role)
     # Late, after handlers that add page-specific scripts (MathJax).
