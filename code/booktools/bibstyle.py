@@ -173,6 +173,11 @@ class AuthorYearLabelReferenceStyle(ay.AuthorYearReferenceStyle):
             pre_text_sep=basic[1].pre_text_sep,
             post_text_sep=basic[1].post_text_sep,
         )
+        # The role -> style table was built from the replaced styles.
+        for style in self.styles[:2]:
+            self.role_style.update(
+                (role, style) for role in style.role_names()
+            )
 
 
 def register() -> None:
