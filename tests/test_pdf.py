@@ -333,6 +333,10 @@ def test_handouts_per_chapter(pdfs, built, page):
         html = (built.html() / f"{page}.html").read_text(encoding="utf-8")
         for number in wanted:
             assert f"Exercise {number}" in re.sub(r"<[^>]+>|\s+", " ", html)
+        # Figures numbered as on the site: "Fig. <chapter>.<k>".
+        figures = sorted(pdf_figure_captions(text))
+        n_fig = html_figures(built.html(), page)
+        assert figures == sorted(f"{n}.{k}" for k in range(1, n_fig + 1))
         # References: exactly the works this chapter cites.
         refs = squash(flat[flat.rindex("references") :])
         for key, work in bib_titles().items():

@@ -155,6 +155,7 @@ def test_handout_title_block_names_book_chapter_build_and_address():
     assert r"abc\_123" in block and "2026-01-02" in block
     assert r"\url{https://github.com/o/r}" in block
     assert r"\setcounter{section}{2}" in block  # the chapter keeps its number
+    assert r"\counterwithin{figure}{section}" in block
 
 
 def test_handout_documents_are_every_numbered_chapter_twice():

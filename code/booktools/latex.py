@@ -257,7 +257,8 @@ def title_block(
     url: str,
 ) -> str:
     """The LaTeX of a handout's title block; it also sets the section
-    counter so the chapter keeps its number in the book."""
+    counter so the chapter keeps its number in the book, and numbers
+    figures within it ("Fig. 2.1"), as the site does."""
     return rf"""
 \begingroup\sffamily\raggedright
 {{\large\bfseries {latex_escape(book)}}}\hfill{{\small Chapter {chapter}}}\par
@@ -268,6 +269,7 @@ def title_block(
 \endgroup
 \bigskip
 \setcounter{{section}}{{{chapter - 1}}}
+\counterwithin{{figure}}{{section}}
 """
 
 

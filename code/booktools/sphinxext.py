@@ -28,6 +28,7 @@ from html import escape
 from pathlib import Path
 
 from docutils import nodes
+from sphinx import addnodes
 from sphinx.application import Sphinx
 from sphinx.util.docutils import SphinxDirective
 
@@ -135,7 +136,22 @@ class HandoutLinks(SphinxDirective):
             for stem, title in titles.items()
         ]
         html = '<ul class="handout-links">' + "".join(items) + "</ul>"
-        return [nodes.raw("", html, format="html")]
+        # In print, the file names of the folder the site serves.
+        printed = addnodes.only(expr="latex")
+        files = nodes.bullet_list()
+        names = [("The whole book", ["book.pdf"])] + [
+            (title, [f"{stem}.pdf", f"{stem}-instructor.pdf"])
+            for stem, title in titles.items()
+        ]
+        for title, pdfs in names:
+            item = nodes.paragraph(text=f"{title}: ")
+            for i, name in enumerate(pdfs):
+                if i:
+                    item += nodes.Text(" and ")
+                item += nodes.literal(text=f"{PDF_DIR}/{name}")
+            files += nodes.list_item("", item)
+        printed += files
+        return [nodes.raw("", html, format="html"), printed]
 
 
 def ja_role(name, rawtext, text, lineno, inliner, options=None, content=None):
