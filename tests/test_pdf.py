@@ -242,6 +242,30 @@ def test_figures_are_vector_or_print_resolution(pdfs, built):
             )
 
 
+def test_nothing_runs_off_the_page(pdfs):
+    """Tables, code and formulas stay inside the paper, a quarter inch
+    from its edges (a table too wide for the text once ran off it)."""
+    edge = 18  # points
+    for path in all_pdfs(pdfs):
+        out = subprocess.run(
+            ["pdftotext", "-bbox", str(path), "-"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        pages = re.split(r"<page ", out)[1:]
+        for i, page in enumerate(pages, start=1):
+            width = float(re.search(r'width="([\d.]+)"', page).group(1))
+            for x0, x1, word in re.findall(
+                r'<word xMin="([\d.]+)" yMin="[\d.]+" xMax="([\d.]+)"'
+                r' yMax="[\d.]+">([^<]*)</word>',
+                page,
+            ):
+                assert float(x0) >= edge and float(x1) <= width - edge, (
+                    f"{path.name} page {i}: {word!r} at x {x0}-{x1} of {width}"
+                )
+
+
 def test_glossary_and_map_tables_do_not_hyphenate(pdfs):
     """Words of the glossary's and the map's table cells are never split
     across lines ("Hes- sian"); glossary terms print whole."""

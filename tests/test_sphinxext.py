@@ -1,3 +1,4 @@
+import ast
 import re
 import shutil
 import subprocess
@@ -270,3 +271,22 @@ def test_chapter_links_its_source_and_handouts_in_a_tiny_book(tmp_path):
         assert f'id="{anchor}"' in source
     assert '<span class="k">def</span>' in source  # highlighted
     assert (site / "_source" / "index.html").exists()
+
+
+def test_relative_imports_resolve_from_modules_and_packages():
+    known = sourcepages.module_files()
+
+    def resolve(code: str, here: str) -> set[str]:
+        return sourcepages.imported_modules(ast.parse(code), known, here)
+
+    # In a package's __init__, "." is the package itself.
+    assert resolve("from . import runtime", "batchlab") == {"batchlab.runtime"}
+    # In a module, "." is the package holding it; ".." its parent.
+    assert resolve("from .lanczos import lanczos_top", "batchlab.hessian") == {
+        "batchlab.lanczos"
+    }
+    assert resolve(
+        "from .. import runtime\nfrom ..train import train_sgd",
+        "batchlab.experiments.minibatch",
+    ) == {"batchlab.runtime", "batchlab.train"}
+    assert resolve("import os\nfrom numpy import linalg", "batchlab") == set()
