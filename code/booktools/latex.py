@@ -49,6 +49,8 @@ EDITION_NAMES = {
     "instructor": "Instructor edition (exercises with solutions)",
 }
 REFERENCES_TITLE = "References"
+#: Tables with at least this many columns print in a smaller font.
+WIDE_TABLE = 7
 
 # Bibliography entries: a list with hanging indents whose label is the
 # author-year label in brackets, set where the bibliography directive is
@@ -297,6 +299,25 @@ class BookLaTeXTranslator(LaTeXTranslator):
             url=self.config.html_theme_options.get("repository_url", ""),
         )
         self.elements["tableofcontents"] = ""
+
+    def visit_table(self, node: nodes.Element) -> None:
+        # A wide table (a sweep with many columns) is set smaller, with
+        # less space between columns and no hyphenation, so its words
+        # and numbers need not wrap.
+        columns = max((len(row) for row in node.findall(nodes.row)), default=0)
+        self._wide_tables = getattr(self, "_wide_tables", [])
+        self._wide_tables.append(columns >= WIDE_TABLE)
+        if self._wide_tables[-1]:
+            self.body.append(
+                "\n\\begingroup\\footnotesize\\setlength{\\tabcolsep}{3pt}"
+                "\\hyphenpenalty=10000\\exhyphenpenalty=10000\n"
+            )
+        super().visit_table(node)
+
+    def depart_table(self, node: nodes.Element) -> None:
+        super().depart_table(node)
+        if self._wide_tables.pop():
+            self.body.append("\\endgroup\n")
 
     def dispatch_visit(self, node: nodes.Node) -> None:
         if self.edition == "student" and is_solution(node):

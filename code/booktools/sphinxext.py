@@ -128,7 +128,7 @@ class HandoutLinks(SphinxDirective):
             f'<li><a class="reference external handout" '
             f'href="{pdf}/book.pdf">The whole book</a></li>'
         ] + [
-            f"<li>{escape(title)}: "
+            f"<li>{escape(title)} &mdash; "
             f'<a class="reference external handout" href="{pdf}/{stem}.pdf">'
             "student handout</a> &middot; "
             f'<a class="reference external handout" '
@@ -144,7 +144,7 @@ class HandoutLinks(SphinxDirective):
             for stem, title in titles.items()
         ]
         for title, pdfs in names:
-            item = nodes.paragraph(text=f"{title}: ")
+            item = nodes.paragraph(text=f"{title} \u2014 ")
             for i, name in enumerate(pdfs):
                 if i:
                     item += nodes.Text(" and ")
