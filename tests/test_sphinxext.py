@@ -290,3 +290,20 @@ def test_relative_imports_resolve_from_modules_and_packages():
         "batchlab.experiments.minibatch",
     ) == {"batchlab.runtime", "batchlab.train"}
     assert resolve("import os\nfrom numpy import linalg", "batchlab") == set()
+
+
+def test_a_page_built_alone_has_no_handout_links(tmp_path):
+    """``make chapter`` builds one page from its own folder, where there
+    is no table of contents: the links directives must not fail."""
+    book = tmp_path / "book"
+    (book / "ch").mkdir(parents=True)
+    shutil.copy(ROOT / "_config.yml", book / "ch")
+    shutil.copy(ROOT / "references.bib", book / "ch")
+    (book / "ch" / "one.md").write_text(
+        "# One\n\n```{notebook-links}\n```\n\n```{handout-links}\n```\n"
+    )
+    done = jupyter_book(str(book / "ch" / "one.md"), cwd=tmp_path)
+    assert done.returncode == 0, done.stdout[-3000:]
+    html = next((book / "ch" / "_build").rglob("one.html")).read_text()
+    assert "one.ipynb" in html
+    assert "-instructor.pdf" not in html.split("handout-links")[0]

@@ -57,6 +57,14 @@ def colab_url(repository_url: str, docname: str) -> str:
     )
 
 
+def book_chapters(srcdir: str) -> dict[str, str]:
+    """The numbered chapters (stem -> title) of the book's table of
+    contents; none when a page is built alone (``make chapter``), whose
+    source folder has no ``_toc.yml``."""
+    toc = Path(srcdir) / "_toc.yml"
+    return chapter_titles(toc) if toc.exists() else {}
+
+
 class NotebookLinks(SphinxDirective):
     """``{notebook-links}``: download and Colab links for this page, the
     source of the ``batchlab`` modules its code cells import, and, for a
@@ -94,7 +102,7 @@ class NotebookLinks(SphinxDirective):
                 f"chapter runs ({len(used)} modules of batchlab, with "
                 f"their source)</summary>{links}.</details>"
             )
-        if name in chapter_titles(Path(self.env.srcdir) / "_toc.yml"):
+        if name in book_chapters(self.env.srcdir):
             pdf = f"{up}{PDF_DIR}/{name}"
             paragraphs.append(
                 "Print this chapter: "
@@ -123,7 +131,7 @@ class HandoutLinks(SphinxDirective):
     def run(self) -> list[nodes.Node]:
         up = "../" * self.env.docname.count("/")
         pdf = f"{up}{PDF_DIR}"
-        titles = chapter_titles(Path(self.env.srcdir) / "_toc.yml")
+        titles = book_chapters(self.env.srcdir)
         items = [
             f'<li><a class="reference external handout" '
             f'href="{pdf}/book.pdf">The whole book</a></li>'
