@@ -197,9 +197,16 @@ def dedupe_scripts(app, pagename, templatename, context, doctree) -> None:
 
 
 def copy_notebooks(app: Sphinx, exception: Exception | None) -> None:
-    """Copy executed notebooks next to the HTML pages."""
+    """Copy executed notebooks next to the HTML pages, and the PDFs of an
+    earlier ``make pdf`` (``_build/pdf``) to ``pdf/``, where the pages
+    link them (``make pdf`` run after the site copies them too)."""
     if exception is not None or app.builder.format != "html":
         return
+    pdfs = Path(app.outdir).parent / PDF_DIR
+    for pdf in sorted(pdfs.glob("*.pdf")):
+        dest = Path(app.outdir) / PDF_DIR / pdf.name
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(pdf, dest)
     source = Path(app.outdir).parent / "jupyter_execute"
     target = Path(app.outdir) / NOTEBOOK_DIR
     for nb in source.rglob("*.ipynb"):
