@@ -31,7 +31,8 @@ help:
 	@echo "make test      run the test suite"
 	@echo "make chapter NAME=hessian   rebuild one chapter alone (fast)"
 	@echo "make robust    the book again with seed sets 1 and 2 (every claim must hold)"
-	@echo "make pdf       the whole book and one handout per chapter as PDF"
+	@echo "make pdf       the book and, per chapter, a student handout and an"
+	@echo "               instructor edition (with solutions), as PDF (_build/pdf)"
 	@echo "make lint      ruff on code/, tests/ and benchmarks/"
 	@echo "make bench     the ratio benchmarks (tables on stdout)"
 	@echo "make bench-build / bench-threads   build time and thread benchmarks"
@@ -130,14 +131,18 @@ pdf-check:
 	  exit 1; \
 	fi
 
-# The whole book (_build/pdf/book.pdf) and one handout per chapter.
+# The whole book (_build/pdf/book.pdf) and, per chapter, a student handout
+# (<chapter>.pdf, no solutions) and an instructor edition
+# (<chapter>-instructor.pdf): one LaTeX build writes them all
+# (booktools.latex). When the site is built, the PDFs go under its pdf/.
 pdf: cache-check pdf-check
-	rm -rf $(BUILD)/latex
+	rm -rf $(BUILD)/latex $(BUILD)/pdf
 	BATCHLAB_SCALE=$(SCALE) $(BIN)/python -m booktools.execute $(BUILD)
 	BATCHLAB_SCALE=$(SCALE) $(BIN)/jupyter-book build . --path-output $(OUT) --builder pdflatex $(JBFLAGS)
-	mkdir -p $(BUILD)/pdf
-	cp $(BUILD)/latex/book.pdf $(BUILD)/pdf/book.pdf
-	$(BIN)/python -m booktools.handouts $(BUILD)/latex/book.pdf _toc.yml $(BUILD)/pdf
+	$(BIN)/python -m booktools.handouts $(BUILD)/latex _toc.yml $(BUILD)/pdf
+	if [ -d $(BUILD)/html ]; then \
+	  mkdir -p $(BUILD)/html/pdf && cp $(BUILD)/pdf/*.pdf $(BUILD)/html/pdf/; \
+	fi
 
 clean:
 	rm -rf $(BUILD) .pytest_cache

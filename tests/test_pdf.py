@@ -1,4 +1,9 @@
-"""The printed book: the whole-book PDF and one handout per chapter."""
+"""The printed book: the whole-book PDF and, per chapter, a student
+handout and an instructor edition.
+
+Every check reads the PDFs with poppler (pdftotext, pdfimages), not with
+the code that made them, so a defect in booktools cannot hide itself.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +13,9 @@ import subprocess
 from pathlib import Path
 
 import pytest
+import yaml
 from conftest import ROOT, chapter_pages, make, require_tool, toc_files
+from pybtex.database import parse_file
 from pypdf import PdfReader
 
 from booktools.handouts import chapter_titles
@@ -24,7 +31,18 @@ LEAKED_MARKUP = [
     r"\{solution\}",
     ":::",
     r"\{ja\}",
+    r"\|\s*-{3,}\s*\|",  # a Markdown table left as text
 ]
+# Python object reprs: "<pandas.io.formats.style.Styler at 0x7f...>",
+# "<Figure size 640x480 with 2 Axes>", "<matplotlib.axes._axes.Axes ...>".
+OBJECT_REPR = re.compile(
+    r"<[A-Za-z_][\w.]*(?: object)? at 0x[0-9a-f]+>"
+    r"|<Figure size \d+x\d+"
+    r"|<(?:pandas|matplotlib|torch|numpy)\.[\w.]+"
+)
+# Alphabetic bibliography labels such as [Bot98] or [GDollarG+17].
+ALPHA_LABEL = re.compile(r"\[[A-Z][A-Za-z]{0,20}\+?\d{2}[a-z]?\]")
+MIN_PPI = 200
 
 
 def pdf_tools() -> bool:
@@ -38,14 +56,25 @@ def pdfs(built) -> Path:
     return built.pdf()
 
 
-def pdf_text(path: Path) -> str:
+def pdf_text(path: Path, *, layout: bool = True, page: int = 0) -> str:
+    args = ["pdftotext"]
+    if layout:
+        args.append("-layout")
+    if page:
+        args += ["-f", str(page), "-l", str(page)]
     out = subprocess.run(
-        ["pdftotext", "-layout", str(path), "-"],
-        capture_output=True,
-        text=True,
-        check=True,
+        [*args, str(path), "-"], capture_output=True, text=True, check=True
     )
     return out.stdout
+
+
+def page_texts(path: Path) -> list[str]:
+    """The text of each page (pdftotext separates pages by form feeds)."""
+    return pdf_text(path).split("\f")[: n_pages(path)]
+
+
+def n_pages(path: Path) -> int:
+    return len(PdfReader(str(path)).pages)
 
 
 def page_title(page: str) -> str:
@@ -59,20 +88,105 @@ def loose(text: str) -> str:
     return re.sub(r"\s+", " ", text).lower()
 
 
-def n_images(path: Path) -> int:
+def images(path: Path) -> list[dict]:
+    """Raster images in the PDF with their resolution (pdfimages)."""
     out = subprocess.run(
         ["pdfimages", "-list", str(path)],
         capture_output=True,
         text=True,
         check=True,
     )
-    rows = out.stdout.splitlines()[2:]
-    return sum(1 for r in rows if r.split()[2] == "image")
+    rows = []
+    for line in out.stdout.splitlines()[2:]:
+        cols = line.split()
+        if cols[2] != "image":
+            continue  # smasks and stencils belong to an image
+        rows.append(
+            {
+                "page": int(cols[0]),
+                "xppi": int(cols[12]),
+                "yppi": int(cols[13]),
+            }
+        )
+    return rows
 
 
 def html_figures(site: Path, page: str) -> int:
     html = (site / f"{page}.html").read_text(encoding="utf-8")
-    return len(re.findall(r'<img[^>]+src="[^"]*_images/', html))
+    return len(re.findall(r"<figure[ >]", html))
+
+
+def pdf_figure_captions(text: str) -> set[str]:
+    return set(re.findall(r"Fig\. (\d+\.\d+):", text))
+
+
+def chapter_number(page: str) -> int:
+    return chapter_pages().index(page) + 1
+
+
+def md_count(page: str, directive: str) -> int:
+    text = (ROOT / f"{page}.md").read_text(encoding="utf-8")
+    return len(re.findall(rf"^```{{{directive}}}", text, re.M))
+
+
+def cited_keys(page: str) -> set[str]:
+    text = (ROOT / f"{page}.md").read_text(encoding="utf-8")
+    keys = set()
+    for group in re.findall(r"\{cite(?::\w+)?\}`([^`]+)`", text):
+        keys.update(k.strip() for k in group.split(","))
+    return keys
+
+
+def squash(text: str) -> str:
+    """Letters and digits only, lower case: a title survives line breaks,
+    hyphenation, quotes and BibTeX braces alike."""
+    return re.sub(r"[^0-9a-z]", "", text.lower())
+
+
+def bib_titles() -> dict[str, str]:
+    """Key -> squashed title."""
+    data = parse_file(str(ROOT / "references.bib"))
+    return {k: squash(e.fields["title"]) for k, e in data.entries.items()}
+
+
+def solution_phrases(page: str) -> list[str]:
+    """A run of plain words from each solution of a chapter (no math or
+    code), squashed, to look for in the PDFs."""
+    text = (ROOT / f"{page}.md").read_text(encoding="utf-8")
+    phrases = []
+    for body in re.findall(
+        r"^```\{solution\}[^\n]*\n(.*?)^```", text, re.M | re.S
+    ):
+        words = r"(?<!\S)(?:[A-Za-z0-9,\-]+\s+){3,}[A-Za-z0-9\-]+(?!\S)"
+        runs = re.findall(words, body)
+        assert runs, f"a solution of {page} has no plain sentence"
+        phrases.append(squash(max(runs, key=len)))
+    return phrases
+
+
+def handout_paths(pdfs: Path, page: str) -> tuple[Path, Path]:
+    stem = Path(page).stem
+    return pdfs / f"{stem}.pdf", pdfs / f"{stem}-instructor.pdf"
+
+
+def all_pdfs(pdfs: Path) -> list[Path]:
+    paths = [pdfs / "book.pdf"]
+    for page in chapter_pages():
+        paths += handout_paths(pdfs, page)
+    return paths
+
+
+def test_patterns_catch_the_defects_seen_in_print():
+    seen = (
+        "a table: <pandas.io.formats.style.Styler at 0x7f3a2b1c> and "
+        "<Figure size 640x480 with 2 Axes>"
+    )
+    assert len(OBJECT_REPR.findall(seen)) == 2
+    assert not OBJECT_REPR.search("a <b>bold</b> claim at 0.5")
+    labels = "[GDollarG+17] [MKAOpenAIDTeam18] [Bot98] [Cho20a]"
+    assert len(ALPHA_LABEL.findall(labels)) == 4
+    assert not ALPHA_LABEL.search("[Cho, 2020a] [Goyal et al., 2017] [16]")
+    assert re.search(LEAKED_MARKUP[-1], "| setting | value | |---|---|")
 
 
 def test_missing_latex_is_explained_without_a_trace():
@@ -92,50 +206,199 @@ def test_book_pdf_has_every_page_and_no_leaks(pdfs):
     assert "??" not in text, "unresolved reference in the PDF"
     for pattern in LEAKED_MARKUP:
         assert not re.search(pattern, text), f"raw markup {pattern} leaked"
-    pages = len(PdfReader(str(book)).pages)
-    assert 20 <= pages <= 200
+    assert 20 <= n_pages(book) <= 200
 
 
-def test_every_html_figure_is_in_the_pdf(pdfs, built):
+def test_no_object_reprs_in_any_pdf(pdfs):
+    for path in all_pdfs(pdfs):
+        found = OBJECT_REPR.findall(pdf_text(path, layout=False))
+        assert not found, f"{path.name} prints Python objects: {found[:3]}"
+
+
+def test_no_blank_pages(pdfs):
+    """A page with nothing on it but, at most, its number."""
+    for path in all_pdfs(pdfs):
+        pictures = {img["page"] for img in images(path)}
+        reader = PdfReader(str(path))
+        for i, text in enumerate(page_texts(path), start=1):
+            words = re.sub(r"\s+", " ", text).strip()
+            resources = reader.pages[i - 1].get("/Resources") or {}
+            drawn = bool(resources.get("/XObject")) or i in pictures
+            blank = (words == "" or words.isdigit()) and not drawn
+            assert not blank, f"{path.name}: page {i} is blank"
+
+
+def test_figures_are_vector_or_print_resolution(pdfs, built):
+    """Every figure of the site is in the book; raster images, if any,
+    have at least MIN_PPI (vector figures have no pixels to count)."""
     site = built.html()
     expected = sum(html_figures(site, p) for p in toc_files())
-    assert expected > 0
-    assert n_images(pdfs / "book.pdf") >= expected
+    captions = pdf_figure_captions(pdf_text(pdfs / "book.pdf", layout=False))
+    assert len(captions) == expected > 0
+    for path in all_pdfs(pdfs):
+        for img in images(path):
+            assert min(img["xppi"], img["yppi"]) >= MIN_PPI, (
+                f"{path.name} page {img['page']}: {img} below {MIN_PPI} ppi"
+            )
+
+
+def test_nothing_runs_off_the_page(pdfs):
+    """Tables, code and formulas stay inside the paper, a quarter inch
+    from its edges (a table too wide for the text once ran off it)."""
+    edge = 18  # points
+    for path in all_pdfs(pdfs):
+        out = subprocess.run(
+            ["pdftotext", "-bbox", str(path), "-"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        pages = re.split(r"<page ", out)[1:]
+        for i, page in enumerate(pages, start=1):
+            width = float(re.search(r'width="([\d.]+)"', page).group(1))
+            for x0, x1, word in re.findall(
+                r'<word xMin="([\d.]+)" yMin="[\d.]+" xMax="([\d.]+)"'
+                r' yMax="[\d.]+">([^<]*)</word>',
+                page,
+            ):
+                assert float(x0) >= edge and float(x1) <= width - edge, (
+                    f"{path.name} page {i}: {word!r} at x {x0}-{x1} of {width}"
+                )
+
+
+def test_glossary_and_map_tables_do_not_hyphenate(pdfs):
+    """Words of the glossary's and the map's table cells are never split
+    across lines ("Hes- sian"); glossary terms print whole."""
+    text = pdf_text(pdfs / "book.pdf", layout=False)
+    words = set()
+    for page in ["chapters/glossary", "chapters/intro"]:
+        source = (ROOT / f"{page}.md").read_text(encoding="utf-8")
+        rows = [r for r in source.splitlines() if r.startswith("|")]
+        assert rows, page
+        for row in rows:
+            words.update(w.lower() for w in re.findall(r"[A-Za-z]{4,}", row))
+    split = [
+        a + b
+        for a, b in re.findall(r"([A-Za-z]+)-\s*\n\s*([a-z]+)", text)
+        if (a + b).lower() in words
+    ]
+    assert not split, f"hyphenated across lines: {split}"
+    source = (ROOT / "chapters/glossary.md").read_text(encoding="utf-8")
+    terms = re.findall(r"^\| ([^|]+?) \|", source, re.M)[2:]
+    flat = loose(text)
+    for term in terms:
+        assert loose(term) in flat, f"glossary term {term!r} not printed"
+
+
+def test_reference_labels_are_author_year_in_text_and_list(pdfs):
+    text = pdf_text(pdfs / "book.pdf", layout=False)
+    assert not ALPHA_LABEL.search(text), ALPHA_LABEL.findall(text)[:5]
+    flat = re.sub(r"\s+", " ", text)
+    head = flat.rindex("Every work the book cites")
+    listing = flat[head:]
+    labels = set(re.findall(r"\[([^\[\]]+?, \d{4}[a-z]?)\]", listing))
+    assert len(labels) == len(parse_file(str(ROOT / "references.bib")).entries)
+    # Every citation in the text names a work by its label in the list.
+    body = flat[:head]
+    cited = re.findall(r"\[([A-Z][^\[\]]*?\d{4}[a-z]?)\]", body)
+    assert cited
+    for group in cited:
+        for one in re.findall(
+            r"\s*([A-Z][^,\[\]]*?, \d{4}[a-z]?)(?:,|$)", group
+        ):
+            assert one in labels, f"citation [{one}] is not a list label"
+    assert "$" not in listing and "tr(f(A))" in listing  # math titles
 
 
 @pytest.mark.parametrize("page", chapter_pages())
-def test_handout_per_chapter(pdfs, built, page):
-    handout = pdfs / f"{Path(page).stem}.pdf"
-    assert handout.exists()
-    text = loose(pdf_text(handout))
+def test_handouts_per_chapter(pdfs, built, page):
+    student, instructor = handout_paths(pdfs, page)
     title = page_title(page)
-    assert loose(title) in text
-    others = [page_title(p) for p in chapter_pages() if p != page]
-    for other in others:  # titles of other chapters appear only as links
-        assert text.count(loose(other)) <= 2
-    assert "bibliography" in text or "references" in text
-    assert n_images(handout) >= html_figures(built.html(), page)
-    n = len(PdfReader(str(handout)).pages)
-    assert 3 <= n < len(PdfReader(str(pdfs / "book.pdf")).pages)
-    assert chapter_titles(ROOT / "_toc.yml")[Path(page).stem] == title
+    n = chapter_number(page)
+    config = yaml.safe_load((ROOT / "_config.yml").read_text())
+    for path in (student, instructor):
+        assert path.exists(), path
+        text = pdf_text(path)
+        flat = loose(text)
+        assert loose(title) in flat
+        # Title block: book, chapter, build date and commit, address.
+        first = loose(pdf_text(path, page=1))
+        assert loose(config["title"]) in first
+        assert f"chapter {n}" in first
+        assert config["repository"]["url"].lower() in first
+        built_from = re.search(
+            r"built (\d{4}-\d\d-\d\d) from commit ([0-9a-f]{7,})", first
+        )
+        assert built_from, first[:400]
+        known = subprocess.run(  # a commit of this repository
+            [
+                "git",
+                "rev-parse",
+                "--verify",
+                f"{built_from.group(2)}^{{commit}}",
+            ],
+            cwd=ROOT,
+            capture_output=True,
+        )
+        assert known.returncode == 0, built_from.group(0)
+        # Only this chapter: other chapters' titles appear only in links.
+        for other in chapter_pages():
+            if other != page:
+                assert flat.count(loose(page_title(other))) <= 2
+        # Numbered from 1: each page's last line is its number.
+        for i, page_text in enumerate(page_texts(path), start=1):
+            lines = [ln.strip() for ln in page_text.splitlines()]
+            lines = [ln for ln in lines if ln]
+            assert lines and lines[-1] == str(i), (path.name, i, lines[-1:])
+        # Exercises numbered as on the site: "Exercise <chapter>.<k>".
+        numbers = re.findall(r"Exercise (\d+(?:\.\d+)+)", text)
+        wanted = [f"{n}.{k}" for k in range(1, md_count(page, "exercise") + 1)]
+        assert sorted(set(numbers)) == wanted
+        html = (built.html() / f"{page}.html").read_text(encoding="utf-8")
+        for number in wanted:
+            assert f"Exercise {number}" in re.sub(r"<[^>]+>|\s+", " ", html)
+        # Figures numbered as on the site: "Fig. <chapter>.<k>".
+        figures = sorted(pdf_figure_captions(text))
+        n_fig = html_figures(built.html(), page)
+        assert figures == sorted(f"{n}.{k}" for k in range(1, n_fig + 1))
+        # References: exactly the works this chapter cites.
+        refs = squash(flat[flat.rindex("references") :])
+        for key, work in bib_titles().items():
+            if key in cited_keys(page):
+                assert work in refs, f"{path.name}: cited {key} not listed"
+            else:
+                assert work not in refs, f"{path.name}: uncited {key} listed"
+        assert n_pages(path) < n_pages(pdfs / "book.pdf")
+        assert chapter_titles(ROOT / "_toc.yml")[Path(page).stem] == title
+    # Solutions: none for students, every one for instructors.
+    solutions = md_count(page, "solution")
+    assert solutions > 0
+    assert "Solution to Exercise" not in pdf_text(student)
+    assert len(re.findall(r"Solution to Exercise", pdf_text(instructor))) == (
+        solutions
+    )
+    for phrase in solution_phrases(page):
+        assert phrase not in squash(pdf_text(student, layout=False))
+        assert phrase in squash(pdf_text(instructor, layout=False))
     # First page rendered to PNG so a person can look at it.
     require_tool(shutil.which("pdftoppm") is not None, "pdftoppm")
     preview = pdfs / "preview"
     preview.mkdir(exist_ok=True)
-    subprocess.run(
-        [
-            "pdftoppm",
-            "-png",
-            "-r",
-            "60",
-            "-f",
-            "1",
-            "-l",
-            "1",
-            "-singlefile",
-            str(handout),
-            str(preview / Path(page).stem),
-        ],
-        check=True,
-    )
-    assert (preview / f"{Path(page).stem}.png").stat().st_size > 1000
+    for path in (student, instructor):
+        subprocess.run(
+            [
+                "pdftoppm",
+                "-png",
+                "-r",
+                "60",
+                "-f",
+                "1",
+                "-l",
+                "1",
+                "-singlefile",
+                str(path),
+                str(preview / path.stem),
+            ],
+            check=True,
+        )
+        assert (preview / f"{path.stem}.png").stat().st_size > 1000

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import functools
 import http.server
+import os
+import re
 import shutil
 import subprocess
 import threading
@@ -18,7 +20,16 @@ from urllib.parse import urljoin, urlparse
 
 import pytest
 import yaml
-from conftest import ROOT, code_pages, require_tool, toc_files
+from conftest import (
+    ROOT,
+    chapter_pages,
+    code_pages,
+    make,
+    require_tool,
+    toc_files,
+)
+
+from booktools.sourcepages import definitions, module_files, modules_used
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 MATHJAX_CDN = "https://cdn.jsdelivr.net/npm/mathjax@3/"
@@ -95,8 +106,15 @@ def binder_url(page_path: str) -> str:
     )
 
 
-def _open(browser, server: str, mathjax: Path, page_path: str):
-    page = browser.new_page(viewport={"width": 1280, "height": 900})
+def _open(
+    browser,
+    server: str,
+    mathjax: Path,
+    page_path: str,
+    width: int = 1280,
+    height: int = 900,
+):
+    page = browser.new_page(viewport={"width": width, "height": height})
     problems: list[str] = []
     page.on(
         "console",
@@ -124,6 +142,11 @@ def _open(browser, server: str, mathjax: Path, page_path: str):
         )
         page.evaluate("MathJax.startup.promise")
     return page, problems
+
+
+def make_pdf_possible() -> bool:
+    """Whether this machine has what ``make pdf`` needs."""
+    return make("-s", "pdf-check").returncode == 0
 
 
 @pytest.mark.book
@@ -154,13 +177,30 @@ def test_page_in_browser(browser, server, mathjax, built, page_path):
         hrefs = page.eval_on_selector_all(
             "a[href]", "els => els.map(e => e.href)"
         )
+        pdf_links = []
         for href in sorted(set(hrefs)):
             parsed = urlparse(href)
             if not href.startswith(server) or parsed.path.endswith("/"):
                 continue
+            if parsed.path.startswith("/pdf/"):
+                pdf_links.append(parsed.path.removeprefix("/pdf/"))
+                continue
             target = href.split("#")[0]
             resp = page.request.get(target)
             assert resp.ok, f"broken internal link {href}"
+        # The PDFs come from `make pdf` (which copies them into the site);
+        # without LaTeX here (and not in CI) their links go unchecked.
+        if pdf_links and (os.environ.get("CI") or make_pdf_possible()):
+            for name in pdf_links:
+                assert (built.pdf() / name).exists(), f"no PDF {name}"
+        # One search box on a desktop screen (pydata's header bar used to
+        # add a second one, alone at the top).
+        visible = page.eval_on_selector_all(
+            ".search-button-field",
+            "els => els.filter(e => e.getClientRects().length > 0"
+            " && getComputedStyle(e).visibility !== 'hidden').length",
+        )
+        assert visible == 1, f"{visible} search boxes at 1280 px"
         # Launch (Binder) and download buttons on pages that run code.
         if page_path in code_pages():
             binder = page.locator("a[href*='mybinder.org']")
@@ -177,11 +217,66 @@ def test_page_in_browser(browser, server, mathjax, built, page_path):
                 urljoin(page.url, nb.get_attribute("href"))
             )
             assert resp.ok and b'"outputs"' in resp.body()
+        # Chapters link the source of the batchlab modules they import,
+        # and the source pages anchor each definition.
+        if page_path in chapter_pages():
+            expected = modules_used(source)
+            links = page.eval_on_selector_all(
+                "a.source-link", "els => els.map(e => e.href)"
+            )
+            assert len(links) == len(expected) > 0
+            source_page = page.request.get(links[0]).text()
+            module = expected[0]
+            code = module_files()[module].read_text(encoding="utf-8")
+            for anchor in definitions(code).values():
+                assert f'id="{anchor}"' in source_page, (module, anchor)
+            handouts = page.eval_on_selector_all(
+                "a.handout", "els => els.map(e => e.getAttribute('href'))"
+            )
+            stem = Path(page_path).stem
+            assert sorted(Path(h).name for h in handouts) == [
+                f"{stem}-instructor.pdf",
+                f"{stem}.pdf",
+            ]
         shots = built.build / "screenshots"
         shots.mkdir(exist_ok=True)
         page.screenshot(
             path=str(shots / f"{Path(page_path).stem}.png"), full_page=False
         )
         assert not problems, "\n".join(problems)
+        # A phone: loaded at its width (a resize catches the sidebar
+        # mid-animation).
+        phone, _ = _open(browser, server, mathjax, page_path, 390, 844)
+        phone.screenshot(
+            path=str(shots / f"{Path(page_path).stem}-390.png"),
+            full_page=False,
+        )
+        phone.close()
     finally:
         page.close()
+
+
+def _glossary_terms() -> list[str]:
+    text = (ROOT / "chapters/glossary.md").read_text(encoding="utf-8")
+    rows = re.findall(r"^\| ([^|]+?) \|", text, re.M)
+    return rows[2:]  # after the header and its rule
+
+
+def _term_pattern(term: str) -> re.Pattern:
+    """A term as the chapters may write it: the parenthesis dropped, each
+    word by its stem (centring/centred, normalization/normalizing)."""
+    words = re.findall(r"[A-Za-z0-9]+", re.sub(r"\(.*?\)", "", term))
+    stems = [w[: max(4, len(w) - 3)] for w in words]
+    return re.compile(r"\w*[\s-]+".join(map(re.escape, stems)), re.I)
+
+
+def test_glossary_holds_terms_the_chapters_use():
+    """Every term is used by some page other than the glossary, and the
+    terms the issue found missing are there."""
+    pages = [p for p in toc_files() if p != "chapters/glossary"]
+    text = "\n".join((ROOT / f"{p}.md").read_text() for p in pages)
+    terms = _glossary_terms()
+    assert len(terms) >= 10
+    unused = [t for t in terms if not _term_pattern(t).search(text)]
+    assert not unused, f"glossary terms no page uses: {unused}"
+    assert not _term_pattern("Gauss-Newton matrix").search("Gauss matrix")

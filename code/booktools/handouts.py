@@ -1,65 +1,25 @@
-"""Per-chapter handouts cut from the book's PDF.
+"""Collect the book and the chapter handouts from the LaTeX build.
 
-Jupyter Book's single-page LaTeX builds turn every section into a part
-with its own page, so a handout built that way is twice as long as the
-chapter in the book. Instead we build the book once and cut it: each
-handout is a chapter's pages followed by the book's references, found
-through the PDF outline (bookmarks) that LaTeX writes.
+The LaTeX builder writes, next to ``book.tex``, two documents per
+numbered chapter (see :mod:`booktools.latex`): ``handout-<chapter>.tex``
+(student handout, no solutions) and ``handout-<chapter>-instructor.tex``
+(with solutions). This step copies their PDFs to the output folder as
+``book.pdf``, ``<chapter>.pdf`` and ``<chapter>-instructor.pdf``, sets
+each file's title, and refuses a PDF with a blank page.
 
-Run as ``python -m booktools.handouts BOOK_PDF TOC_YML OUT_DIR``.
+Run as ``python -m booktools.handouts LATEX_DIR TOC_YML OUT_DIR``.
 """
 
 from __future__ import annotations
 
 import re
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
 from pypdf import PdfReader, PdfWriter
 
-REFERENCES_TITLE = "References"
-
-
-@dataclass(frozen=True)
-class Span:
-    """A bookmarked stretch of the PDF: pages ``[start, end)``, 0-based."""
-
-    title: str
-    start: int
-    end: int
-
-
-def _normalize(title: str) -> str:
-    return re.sub(r"\s+", " ", title.replace("\u2019", "'")).strip().lower()
-
-
-def outline_spans(reader: PdfReader) -> list[Span]:
-    """Parts and chapters (outline levels 0 and 1) with their page spans.
-
-    A span ends where the next part or chapter begins, the last at the
-    end of the document.
-    """
-    marks: list[tuple[str, int]] = []
-
-    def walk(items, depth: int) -> None:
-        for item in items:
-            if isinstance(item, list):
-                if depth < 1:
-                    walk(item, depth + 1)
-            else:
-                page = reader.get_destination_page_number(item)
-                marks.append((item.title, page))
-
-    walk(reader.outline, 0)
-    if not marks:
-        raise ValueError("the PDF has no outline; was it built by LaTeX?")
-    pages = sorted({page for _, page in marks}) + [len(reader.pages)]
-    return [
-        Span(title, start, next(p for p in pages if p > start))
-        for title, start in marks
-    ]
+EDITIONS = {"": "student handout", "-instructor": "instructor edition"}
 
 
 def chapter_titles(toc_path: Path) -> dict[str, str]:
@@ -80,43 +40,80 @@ def chapter_titles(toc_path: Path) -> dict[str, str]:
     return titles
 
 
-def write_handouts(book: Path, toc: Path, out_dir: Path) -> list[Path]:
-    """Write ``out_dir/<chapter>.pdf`` for each numbered chapter.
+def is_blank(page) -> bool:
+    """No text and no image or drawing on the page (page numbers count
+    as text, so a numbered empty page is caught by its lack of anything
+    else: it has at most a number)."""
+    text = (page.extract_text() or "").strip()
+    resources = page.get("/Resources") or {}
+    xobjects = resources.get("/XObject") or {}
+    return not xobjects and (text == "" or text.isdigit())
+
+
+def blank_pages(path: Path) -> list[int]:
+    """1-based numbers of the blank pages of a PDF."""
+    reader = PdfReader(str(path))
+    return [i + 1 for i, page in enumerate(reader.pages) if is_blank(page)]
+
+
+def copy_pdf(source: Path, target: Path, title: str) -> Path:
+    """Copy ``source`` to ``target`` with ``title`` in its metadata.
 
     Raises:
-        ValueError: a chapter or the references are missing from the PDF
-            outline (the book and the table of contents disagree).
+        ValueError: the PDF has a blank page.
     """
-    reader = PdfReader(str(book))
-    spans = {_normalize(s.title): s for s in outline_spans(reader)}
-    refs = spans.get(_normalize(REFERENCES_TITLE))
-    if refs is None:
-        raise ValueError(f"no '{REFERENCES_TITLE}' chapter in {book}")
-    out_dir.mkdir(parents=True, exist_ok=True)
+    blank = blank_pages(source)
+    if blank:
+        raise ValueError(f"{source} has blank pages: {blank}")
+    writer = PdfWriter(clone_from=str(source))
+    writer.add_metadata({"/Title": title})
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with target.open("wb") as fh:
+        writer.write(fh)
+    return target
+
+
+def collect(latex_dir: Path, toc: Path, out_dir: Path) -> list[Path]:
+    """Copy ``book.pdf`` and both editions of each chapter's handout.
+
+    Raises:
+        ValueError: a handout is missing (the LaTeX build and the table
+            of contents disagree) or has a blank page.
+    """
     written = []
+    book = latex_dir / "book.pdf"
+    if not book.exists():
+        raise ValueError(f"no {book}; did the LaTeX build run?")
+    meta = PdfReader(str(book)).metadata or {}
+    book_title = str(meta.get("/Title") or "Book")
+    written.append(copy_pdf(book, out_dir / "book.pdf", book_title))
     for stem, title in chapter_titles(toc).items():
-        span = spans.get(_normalize(title))
-        if span is None:
-            raise ValueError(f"chapter {title!r} is not in {book}'s outline")
-        writer = PdfWriter()
-        for page in [
-            *range(span.start, span.end),
-            *range(refs.start, len(reader.pages)),
-        ]:
-            writer.add_page(reader.pages[page])
-        writer.add_metadata({"/Title": title})
-        target = out_dir / f"{stem}.pdf"
-        with target.open("wb") as fh:
-            writer.write(fh)
-        written.append(target)
+        for suffix, edition in EDITIONS.items():
+            source = latex_dir / f"handout-{stem}{suffix}.pdf"
+            if not source.exists():
+                raise ValueError(
+                    f"no handout {source.name} for {stem!r} in {latex_dir}"
+                )
+            written.append(
+                copy_pdf(
+                    source,
+                    out_dir / f"{stem}{suffix}.pdf",
+                    f"{title} ({edition})",
+                )
+            )
     return written
 
 
 def main(argv: list[str]) -> int:
     if len(argv) != 3:
-        print("usage: python -m booktools.handouts BOOK_PDF TOC_YML OUT_DIR")
+        print("usage: python -m booktools.handouts LATEX_DIR TOC_YML OUT_DIR")
         return 2
-    for path in write_handouts(Path(argv[0]), Path(argv[1]), Path(argv[2])):
+    try:
+        paths = collect(Path(argv[0]), Path(argv[1]), Path(argv[2]))
+    except ValueError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    for path in paths:
         print(f"wrote {path}")
     return 0
 

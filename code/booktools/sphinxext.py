@@ -3,6 +3,10 @@
 * The ``notebook-links`` directive renders, in HTML only, a link to the
   chapter's executed ``.ipynb`` (outputs included) and an "Open in Colab"
   link to the same file on the published site's branch.
+  It also links the source of the ``batchlab`` modules the page imports
+  (pages made by :mod:`booktools.sourcepages`) and, for a numbered
+  chapter, its two PDF handouts under ``pdf/`` (``make pdf`` puts them
+  there).
 * The ``ja`` role marks Japanese text: ``<span lang="ja">`` in HTML and
   the IPAex font (``\\cjkfont``, defined in ``_config.yml``) in LaTeX,
   whose main font has no Japanese glyphs.
@@ -24,11 +28,17 @@ from html import escape
 from pathlib import Path
 
 from docutils import nodes
+from sphinx import addnodes
 from sphinx.application import Sphinx
 from sphinx.util.docutils import SphinxDirective
 
+from booktools import bibstyle, latex, sourcepages
+from booktools.handouts import chapter_titles
+
 NOTEBOOK_DIR = "_notebooks"
 PAGES_BRANCH = "gh-pages"
+PDF_DIR = "pdf"
+STATIC = Path(__file__).with_name("static")
 
 
 def colab_url(repository_url: str, docname: str) -> str:
@@ -47,28 +57,109 @@ def colab_url(repository_url: str, docname: str) -> str:
     )
 
 
+def book_chapters(srcdir: str) -> dict[str, str]:
+    """The numbered chapters (stem -> title) of the book's table of
+    contents; none when a page is built alone (``make chapter``), whose
+    source folder has no ``_toc.yml``."""
+    toc = Path(srcdir) / "_toc.yml"
+    return chapter_titles(toc) if toc.exists() else {}
+
+
 class NotebookLinks(SphinxDirective):
-    """``{notebook-links}``: download and Colab links for this page."""
+    """``{notebook-links}``: download and Colab links for this page, the
+    source of the ``batchlab`` modules its code cells import, and, for a
+    numbered chapter, its printable handouts."""
 
     has_content = False
 
     def run(self) -> list[nodes.Node]:
         docname = self.env.docname
-        depth = docname.count("/")
-        href = "../" * depth + f"{NOTEBOOK_DIR}/{docname}.ipynb"
+        up = "../" * docname.count("/")
+        href = up + f"{NOTEBOOK_DIR}/{docname}.ipynb"
         repo = self.config.html_theme_options.get("repository_url", "")
         colab = colab_url(repo, docname)
         name = Path(docname).name
-        html = (
-            '<p class="notebook-links">'
+        paragraphs = [
             f'<a class="reference download" href="{href}" download>'
             f"Download this chapter as a notebook ({name}.ipynb, with "
             "outputs)</a> &middot; "
             f'<a class="reference external" href="{colab}">Open it in '
             "Colab</a> (there, run <code>%pip install "
-            f"mnist1d==0.0.2.post1 git+{repo}</code> first)</p>"
+            f"mnist1d==0.0.2.post1 git+{repo}</code> first)"
+        ]
+        source = Path(self.env.doc2path(docname)).read_text(encoding="utf-8")
+        used = sourcepages.modules_used(source)
+        if used:
+            links = ", ".join(
+                f'<a class="reference internal source-link" '
+                f'href="{up}{sourcepages.source_page(m)}.html">'
+                f"<code>{m}</code></a>"
+                for m in used
+            )
+            paragraphs.append(
+                '<details class="source-links notebook-links"><summary>'
+                "The code this "
+                f"chapter runs ({len(used)} modules of batchlab, with "
+                f"their source)</summary>{links}.</details>"
+            )
+        if name in book_chapters(self.env.srcdir):
+            pdf = f"{up}{PDF_DIR}/{name}"
+            paragraphs.append(
+                "Print this chapter: "
+                f'<a class="reference external handout" href="{pdf}.pdf">'
+                "student handout (PDF, exercises without solutions)</a>"
+                " &middot; "
+                f'<a class="reference external handout" '
+                f'href="{pdf}-instructor.pdf">instructor edition (PDF, '
+                "with solutions)</a>"
+            )
+        html = "".join(
+            p
+            if p.startswith("<details")
+            else f'<p class="notebook-links">{p}</p>'
+            for p in paragraphs
         )
         return [nodes.raw("", html, format="html")]
+
+
+class HandoutLinks(SphinxDirective):
+    """``{handout-links}``: the book and every chapter's handouts as PDF
+    (HTML only; ``make pdf`` puts the files under ``pdf/``)."""
+
+    has_content = False
+
+    def run(self) -> list[nodes.Node]:
+        up = "../" * self.env.docname.count("/")
+        pdf = f"{up}{PDF_DIR}"
+        titles = book_chapters(self.env.srcdir)
+        items = [
+            f'<li><a class="reference external handout" '
+            f'href="{pdf}/book.pdf">The whole book</a></li>'
+        ] + [
+            f"<li>{escape(title)} &mdash; "
+            f'<a class="reference external handout" href="{pdf}/{stem}.pdf">'
+            "student handout</a> &middot; "
+            f'<a class="reference external handout" '
+            f'href="{pdf}/{stem}-instructor.pdf">instructor edition</a></li>'
+            for stem, title in titles.items()
+        ]
+        html = '<ul class="handout-links">' + "".join(items) + "</ul>"
+        # In print, the file names of the folder the site serves.
+        printed = addnodes.only(expr="latex")
+        files = nodes.bullet_list()
+        names = [("The whole book", ["book.pdf"])] + [
+            (title, [f"{stem}.pdf", f"{stem}-instructor.pdf"])
+            for stem, title in titles.items()
+        ]
+        for title, pdfs in names:
+            item = nodes.paragraph(text=f"{title} \u2014 ")
+            for i, name in enumerate(pdfs):
+                if i:
+                    item += nodes.Text(" and ")
+                item += nodes.literal(text=f"{PDF_DIR}/{name}")
+            files += nodes.list_item("", item)
+        printed += files
+        return [nodes.raw("", html, format="html"), printed]
 
 
 def ja_role(name, rawtext, text, lineno, inliner, options=None, content=None):
@@ -106,9 +197,16 @@ def dedupe_scripts(app, pagename, templatename, context, doctree) -> None:
 
 
 def copy_notebooks(app: Sphinx, exception: Exception | None) -> None:
-    """Copy executed notebooks next to the HTML pages."""
+    """Copy executed notebooks next to the HTML pages, and the PDFs of an
+    earlier ``make pdf`` (``_build/pdf``) to ``pdf/``, where the pages
+    link them (``make pdf`` run after the site copies them too)."""
     if exception is not None or app.builder.format != "html":
         return
+    pdfs = Path(app.outdir).parent / PDF_DIR
+    for pdf in sorted(pdfs.glob("*.pdf")):
+        dest = Path(app.outdir) / PDF_DIR / pdf.name
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(pdf, dest)
     source = Path(app.outdir).parent / "jupyter_execute"
     target = Path(app.outdir) / NOTEBOOK_DIR
     for nb in source.rglob("*.ipynb"):
@@ -117,10 +215,22 @@ def copy_notebooks(app: Sphinx, exception: Exception | None) -> None:
         shutil.copyfile(nb, dest)
 
 
+def add_static(app: Sphinx) -> None:
+    """The extension's stylesheet (``static/booktools.css``)."""
+    if app.builder.format == "html":
+        app.config.html_static_path.append(str(STATIC))
+        app.add_css_file("booktools.css")
+
+
 def setup(app: Sphinx) -> dict:
+    bibstyle.register()
+    latex.setup(app)
+    sourcepages.setup(app)
     app.add_directive("notebook-links", NotebookLinks)
+    app.add_directive("handout-links", HandoutLinks)
     app.add_role("ja", ja_role)
     # Late, after handlers that add page-specific scripts (MathJax).
     app.connect("html-page-context", dedupe_scripts, priority=900)
     app.connect("build-finished", copy_notebooks)
+    app.connect("builder-inited", add_static)
     return {"parallel_read_safe": True, "parallel_write_safe": True}

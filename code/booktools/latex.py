@@ -1,0 +1,379 @@
+"""The printed book and its handouts, built by Sphinx's LaTeX builder.
+
+Besides the whole book (``book.tex``), every numbered chapter becomes two
+documents of its own in the same LaTeX build:
+
+* ``handout-<chapter>.tex``, the student handout: a title block (book,
+  chapter, edition, build date and commit, the book's address), the
+  chapter with its exercises but without their solutions, and a list of
+  the works this chapter cites, in place of its "References" section;
+* ``handout-<chapter>-instructor.tex``, the same with the solutions.
+
+Handouts use the ``article`` class (Sphinx's ``howto``), so pages count
+from 1 and no chapter opens on a fresh right-hand page. The chapter
+heading keeps its number in the book (``\\section`` counter), so section,
+figure and exercise numbers match the site.
+
+Two numbering fixes apply to the whole LaTeX build:
+
+* sphinx-jupyterbook-latex numbers figures per chapter by setting
+  ``numfig_secnum_depth = 2`` (parts shift LaTeX's levels), which made
+  sphinx-exercise print "Exercise 1.9.2" where the site says
+  "Exercise 1.2". Exercises are renumbered per chapter, as on the site.
+* The bibliography is set as a list with hanging indents under the
+  heading of the page that holds it, not as a chapter of its own.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import subprocess
+from importlib import resources
+from pathlib import Path
+
+from docutils import nodes
+from pybtex.plugin import find_plugin
+from sphinx.application import Sphinx
+from sphinx.builders.latex import LaTeXBuilder
+from sphinx.builders.latex.nodes import thebibliography
+from sphinx.writers.latex import LaTeXTranslator
+from sphinx_jupyterbook_latex import theme as jblatex_theme
+from sphinxcontrib.bibtex.transforms import node_text_transform
+
+THEMES = Path(__file__).with_name("latex_themes")
+#: LaTeX theme name -> edition.
+EDITIONS = {"handout": "student", "handout-instructor": "instructor"}
+EDITION_NAMES = {
+    "student": "Student handout (exercises without solutions)",
+    "instructor": "Instructor edition (exercises with solutions)",
+}
+REFERENCES_TITLE = "References"
+#: Tables with at least this many columns print in a smaller font.
+WIDE_TABLE = 7
+
+# Bibliography entries: a list with hanging indents whose label is the
+# author-year label in brackets, set where the bibliography directive is
+# (no \chapter*{Bibliography} and no page break of its own).
+PREAMBLE = r"""
+% booktools.latex: the bibliography as an author-year list in place.
+\makeatletter
+\renewenvironment{sphinxthebibliography}[1]{%
+  \list{}{\setlength{\leftmargin}{1.5em}%
+    \setlength{\itemindent}{-\leftmargin}%
+    \setlength{\labelwidth}{0pt}\setlength{\labelsep}{0.4em}%
+    \setlength{\itemsep}{0.5ex}\setlength{\parsep}{0pt}%
+    \def\makelabel##1{##1}}%
+  \renewcommand\@biblabel[1]{[##1]}%
+  \sloppy\clubpenalty4000\widowpenalty4000\sfcode`\.\@m}
+  {\endlist}
+\makeatother
+% Table columns for {tabularcolumns}: N{a}{b} (no hyphenation, for terms)
+% and Q{a}{b} (ragged right), a/b of the line width (Sphinx's \X).
+\newcolumntype{N}[2]{>{\raggedright\arraybackslash\hyphenpenalty=10000%
+  \exhyphenpenalty=10000}\X{#1}{#2}}
+\newcolumntype{Q}[2]{>{\raggedright\arraybackslash}\X{#1}{#2}}
+"""
+
+
+def build_stamp(root: Path) -> tuple[str, str]:
+    """The build date (UTC, or ``SOURCE_DATE_EPOCH``) and the commit."""
+    epoch = os.environ.get("SOURCE_DATE_EPOCH")
+    when = (
+        dt.datetime.fromtimestamp(int(epoch), dt.UTC)
+        if epoch
+        else dt.datetime.now(dt.UTC)
+    )
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "--short=10", "HEAD"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        commit, dirty = "unknown", ""
+    return when.strftime("%Y-%m-%d"), commit + ("+changes" if dirty else "")
+
+
+def handout_docs(env) -> dict[str, int]:
+    """Numbered chapters (a one-part section number) -> chapter number."""
+    chapters = {}
+    for docname, numbers in env.toc_secnumbers.items():
+        top = numbers.get("")
+        if top and len(top) == 1 and docname != env.config.root_doc:
+            chapters[docname] = top[0]
+    return dict(sorted(chapters.items(), key=lambda item: item[1]))
+
+
+def handout_target(docname: str, edition: str) -> str:
+    """The ``.tex`` file name of a chapter's handout."""
+    stem = Path(docname).name
+    suffix = "" if edition == "student" else f"-{edition}"
+    return f"handout-{stem}{suffix}.tex"
+
+
+def add_handout_documents(app: Sphinx, env) -> list[str]:
+    """Append both editions of every chapter to ``latex_documents``.
+
+    Done once the chapters' numbers are known (``env-get-updated``, after
+    reading), when Jupyter Book has already set up the book's own entry.
+    """
+    if not isinstance(app.builder, LaTeXBuilder):
+        return []
+    book = app.config.latex_documents[0]
+    known = {entry[1] for entry in app.config.latex_documents}
+    for docname in handout_docs(env):
+        for theme, edition in EDITIONS.items():
+            target = handout_target(docname, edition)
+            if target not in known:
+                # The book's title, so that links to other chapters print
+                # as "(in <book>)".
+                app.config.latex_documents.append(
+                    (docname, target, book[2], book[3], theme, False)
+                )
+    return []
+
+
+def renumber_exercises(app: Sphinx, env) -> list[str]:
+    """Number exercises per chapter, (chapter, k), as the site does.
+
+    Runs after Sphinx assigns figure numbers (``env-get-updated``).
+    """
+    by_chapter: dict[int, list[tuple[tuple, str, str]]] = {}
+    for docname, kinds in env.toc_fignumbers.items():
+        for ident, number in kinds.get("exercise", {}).items():
+            if number:
+                by_chapter.setdefault(number[0], []).append(
+                    (tuple(number), docname, ident)
+                )
+    for chapter, entries in by_chapter.items():
+        for k, (_, docname, ident) in enumerate(sorted(entries), start=1):
+            env.toc_fignumbers[docname]["exercise"][ident] = (chapter, k)
+    return []
+
+
+def cited_citations(app: Sphinx, docname: str) -> list:
+    """The bibliography entries (``Citation``) cited in ``docname``, in
+    the order of the book's bibliography."""
+    domain = app.env.get_domain("cite")
+    keys = {
+        key
+        for ref in domain.citation_refs
+        if ref.docname == docname
+        for key in (target.key for target in ref.targets)
+    }
+    seen, chosen = set(), []
+    for citation in domain.citations:
+        if citation.key in keys and citation.key not in seen:
+            seen.add(citation.key)
+            chosen.append(citation)
+    return chosen
+
+
+def chapter_bibliography(app: Sphinx, docname: str) -> nodes.Element | None:
+    """A ``thebibliography`` node of the works ``docname`` cites, made as
+    sphinxcontrib-bibtex makes the book's list (same ids, so the citations
+    in the text link to them)."""
+    backend = find_plugin("pybtex.backends", "docutils")()
+    bib = thebibliography()
+    for citation in cited_citations(app, docname):
+        entry = nodes.citation(
+            ids=[citation.citation_id],
+            docname=citation.bibliography_key.docname,
+        )
+        entry += nodes.label(
+            "", citation.formatted_entry.label, support_smartquotes=False
+        )
+        entry += backend.paragraph(citation.formatted_entry)
+        node_text_transform(entry)
+        bib += entry
+    return bib if len(bib) else None
+
+
+def add_chapter_bibliography(
+    app: Sphinx, doctree: nodes.document, docname: str
+) -> None:
+    """In a handout, the chapter's "References" section lists the works
+    the chapter cites (not the whole bibliography, not a pointer to it)."""
+    if not isinstance(app.builder, LaTeXBuilder):
+        return
+    if docname not in handout_docs(app.env):
+        return
+    bib = chapter_bibliography(app, docname)
+    sections = [
+        s
+        for s in doctree.findall(nodes.section)
+        if s.children
+        and isinstance(s[0], nodes.title)
+        and s[0].astext().strip() == REFERENCES_TITLE
+    ]
+    if sections:
+        section = sections[-1]
+        del section[1:]
+    else:
+        if bib is None:
+            return
+        top = next(iter(doctree.findall(nodes.section)))
+        section = nodes.section(ids=["handout-references"])
+        section += nodes.title(REFERENCES_TITLE, REFERENCES_TITLE)
+        top += section
+    if bib is None:
+        section += nodes.paragraph(text="This chapter cites no other work.")
+    else:
+        section += bib
+
+
+def latex_escape(text: str) -> str:
+    """Escape LaTeX's special characters in plain text."""
+    out = []
+    for ch in text:
+        if ch in "&%$#_{}":
+            out.append("\\" + ch)
+        elif ch == "~":
+            out.append(r"\textasciitilde{}")
+        elif ch == "^":
+            out.append(r"\textasciicircum{}")
+        elif ch == "\\":
+            out.append(r"\textbackslash{}")
+        else:
+            out.append(ch)
+    return "".join(out)
+
+
+def title_block(
+    *,
+    book: str,
+    chapter: int,
+    edition: str,
+    date: str,
+    commit: str,
+    url: str,
+) -> str:
+    """The LaTeX of a handout's title block; it also sets the section
+    counter so the chapter keeps its number in the book, and numbers
+    figures within it ("Fig. 2.1"), as the site does."""
+    return rf"""
+\begingroup\sffamily\raggedright
+{{\large\bfseries {latex_escape(book)}}}\hfill{{\small Chapter {chapter}}}\par
+\smallskip{{\small {latex_escape(EDITION_NAMES[edition])}}}\par
+\smallskip\hrule\smallskip
+{{\footnotesize Built {date} from commit \texttt{{{latex_escape(commit)}}}
+\textbullet{{}} \url{{{url}}}}}\par
+\endgroup
+\bigskip
+\setcounter{{section}}{{{chapter - 1}}}
+\counterwithin{{figure}}{{section}}
+"""
+
+
+class BookLaTeXTranslator(LaTeXTranslator):
+    """Sphinx's LaTeX translator, adapted for the handout themes: the
+    chapter is a ``\\section``, the title block replaces Sphinx's title
+    page and contents, and the student edition skips solutions."""
+
+    def __init__(self, document, builder, theme) -> None:
+        super().__init__(document, builder, theme)
+        self.edition = EDITIONS.get(theme.name)
+        if self.edition is None:
+            return
+        self.top_sectionlevel = self.sectionnames.index("section")
+        # The chapter's heading is a numbered section, not the title.
+        self.this_is_the_title = 0
+        docname = document.settings._docname
+        date, commit = build_stamp(Path(builder.srcdir))
+        self.elements["maketitle"] = title_block(
+            book=document.settings._title,
+            chapter=handout_docs(builder.env)[docname],
+            edition=self.edition,
+            date=date,
+            commit=commit,
+            url=self.config.html_theme_options.get("repository_url", ""),
+        )
+        self.elements["tableofcontents"] = ""
+
+    def visit_table(self, node: nodes.Element) -> None:
+        # A wide table (a sweep with many columns) is set smaller, with
+        # less space between columns and no hyphenation, so its words
+        # and numbers need not wrap.
+        columns = max((len(row) for row in node.findall(nodes.row)), default=0)
+        self._wide_tables = getattr(self, "_wide_tables", [])
+        self._wide_tables.append(columns >= WIDE_TABLE)
+        if self._wide_tables[-1]:
+            self.body.append(
+                "\n\\begingroup\\footnotesize\\setlength{\\tabcolsep}{3pt}"
+                "\\hyphenpenalty=10000\\exhyphenpenalty=10000\n"
+            )
+        super().visit_table(node)
+
+    def depart_table(self, node: nodes.Element) -> None:
+        super().depart_table(node)
+        if self._wide_tables.pop():
+            self.body.append("\\endgroup\n")
+
+    def dispatch_visit(self, node: nodes.Node) -> None:
+        if self.edition == "student" and is_solution(node):
+            raise nodes.SkipNode
+        super().dispatch_visit(node)
+
+
+def is_solution(node: nodes.Node) -> bool:
+    """A solution from sphinx-exercise (with or without its dropdown)."""
+    return type(node).__name__ in {
+        "solution_node",
+        "solution_start_node",
+        "solution_end_node",
+    }
+
+
+def write_handout_class(app: Sphinx) -> None:
+    """``bookhandout.cls``: Jupyter Book's LaTeX class (its code-cell
+    environments, colours and page size) on Sphinx's ``howto`` class
+    (``article``) instead of ``manual`` (``report``)."""
+    if not isinstance(app.builder, LaTeXBuilder):
+        return
+    source = resources.files(jblatex_theme).joinpath("jupyterBook.cls")
+    text = source.read_text(encoding="utf-8")
+    replaced = (
+        text.replace(
+            r"\ProvidesClass{jupyterBook}", r"\ProvidesClass{bookhandout}"
+        )
+        .replace("{sphinxmanual}", "{sphinxhowto}")
+        .replace(
+            r"\def\sphinxdocclass{report}", r"\def\sphinxdocclass{article}"
+        )
+    )
+    if replaced.count("sphinxhowto") != 2 or "{article}" not in replaced:
+        raise RuntimeError(
+            "jupyterBook.cls changed: booktools.latex cannot derive the "
+            "handout class from it"
+        )
+    out = Path(app.outdir) / "bookhandout.cls"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(replaced, encoding="utf-8")
+
+
+def configure(app: Sphinx, config) -> None:
+    """Theme path and preamble for the LaTeX build."""
+    config.latex_theme_path = [*config.latex_theme_path, str(THEMES)]
+    elements = dict(config.latex_elements)
+    elements["preamble"] = elements.get("preamble", "") + PREAMBLE
+    config.latex_elements = elements
+
+
+def setup(app: Sphinx) -> None:
+    """Connect the LaTeX-only parts (called by ``booktools.sphinxext``)."""
+    app.set_translator("latex", BookLaTeXTranslator, override=True)
+    app.connect("config-inited", configure)
+    app.connect("builder-inited", write_handout_class)
+    app.connect("env-get-updated", renumber_exercises, priority=900)
+    app.connect("env-get-updated", add_handout_documents, priority=950)
+    app.connect("doctree-resolved", add_chapter_bibliography)
