@@ -131,10 +131,19 @@ def test_exercises_are_numbered_per_chapter_as_on_the_site():
             },
             "ch2": {"exercise": {"c": (2, 10, 2), "d": (2, 10, 1)}},
             "glossary": {"exercise": {"e": ()}},
-        }
+            # an unnumbered appendix: its exercise must not join chapter 1
+            "appendix": {"exercise": {"g": (1,)}},
+        },
+        toc_secnumbers={
+            "index": {"": (1,)},
+            "ch1": {"": (1,)},
+            "ch2": {"": (2,)},
+        },
+        config=SimpleNamespace(root_doc="index"),
     )
     latex.renumber_exercises(None, env)
     assert env.toc_fignumbers["ch1"]["exercise"] == {"a": (1, 1), "b": (1, 2)}
+    assert env.toc_fignumbers["appendix"]["exercise"] == {"g": (1,)}
     assert env.toc_fignumbers["ch2"]["exercise"] == {"d": (2, 1), "c": (2, 2)}
     assert env.toc_fignumbers["ch1"]["figure"] == {"f": (1, 1)}
     # Already per chapter (the HTML build): unchanged.

@@ -148,11 +148,16 @@ def renumber_exercises(app: Sphinx, env) -> list[str]:
 
     Runs after Sphinx assigns figure numbers (``env-get-updated``).
     """
+    # Only numbered chapters: an unnumbered page's exercise (an appendix)
+    # would otherwise join chapter 1 and shift its numbers.
+    chapters = handout_docs(env)
     by_chapter: dict[int, list[tuple[tuple, str, str]]] = {}
     for docname, kinds in env.toc_fignumbers.items():
+        if docname not in chapters:
+            continue
         for ident, number in kinds.get("exercise", {}).items():
             if number:
-                by_chapter.setdefault(number[0], []).append(
+                by_chapter.setdefault(chapters[docname], []).append(
                     (tuple(number), docname, ident)
                 )
     for chapter, entries in by_chapter.items():
