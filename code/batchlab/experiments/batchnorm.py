@@ -167,7 +167,7 @@ class BatchNormConfig:
             small_checkpoints=4,
             small_momentum=0.1,
             check_lrs=(0.03, 0.01),
-            check_longer=4,
+            check_longer=3,
             momenta=(0.01, 0.1, 0.5, None),
             track_lrs=(0.01, 0.2),
             rate_batches=(4, 128),
