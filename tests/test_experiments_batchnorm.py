@@ -211,6 +211,9 @@ def test_outlier_measures_and_hessian_rows():
     ]
     for r in rows:
         assert r["lambda_1"] >= r["lambda_k"] > 0 or r["lambda_k"] <= 0
+        assert len(r["eigenvalues"]) == 4
+        assert r["eigenvalues"][0] == r["lambda_1"]
+        assert r["eigenvalues"][-1] == r["lambda_k"]
     # the loss is that of the network the Hessian belongs to
     net = bn.bn_mlp([40, 6, 5, 10], "none", seed=0, activation="relu")
     train.train_sgd(net, d, train.SGDConfig(32, 0.05, 5))

@@ -736,7 +736,8 @@ def hessian_outliers(
     Returns:
         Rows with ``seed``, ``network``, ``lambda_1``, ``lambda_k``,
         ``loss`` (the loss whose Hessian it is, on those examples),
-        ``ratio`` and ``gap`` (see :func:`outlier_measures`).
+        ``eigenvalues`` (all ``k``, largest first), ``ratio`` and
+        ``gap`` (see :func:`outlier_measures`).
     """
     x, y = data.x_train[:examples], data.y_train[:examples]
     rows = []
@@ -764,6 +765,7 @@ def hessian_outliers(
                         lambda_1=ev[0],
                         lambda_k=ev[-1],
                         loss=loss,
+                        eigenvalues=tuple(float(e) for e in ev),
                         **outlier_measures(ev),
                     )
                 )
