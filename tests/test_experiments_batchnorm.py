@@ -68,9 +68,12 @@ def test_running_vs_population_rows_match_a_direct_tracker():
         h1 = net[0](d.x_train)
         z = (h1 - h1.mean(0)) / torch.sqrt(h1.var(0, unbiased=False) + 1e-5)
         h2 = net[3](torch.tanh(z * net[1].weight + net[1].bias))
-    err = float((net[4].running_mean - h2.mean(0)).abs().mean())
+    diff = (net[4].running_mean - h2.mean(0)).abs()
     last = [r for r in rows if r["step"] == 40 and r["momentum"] == "0.1"]
-    assert np.isclose(last[0]["error"], err, rtol=1e-4)
+    assert np.isclose(last[0]["error"], float(diff.mean()), rtol=1e-4)
+    sigma = h2.std(0, unbiased=False)
+    rel = float((diff / sigma).mean())
+    assert np.isclose(last[0]["rel_error"], rel, rtol=1e-3)
 
 
 def test_update_work_counts_examples_per_update():
@@ -94,14 +97,15 @@ def test_progress_per_update_counts_work_and_drift():
         mode: exp.progress_per_update(d, sizes, mode, 20, 10, batch_size=16)
         for mode in exp.MODES
     }
-    assert [r["step"] for r in runs["per batch"]] == [10, 20]
+    assert [r["step"] for r in runs["per batch"]] == [0, 10, 20]
+    assert runs["per batch"][0]["examples"] == 0
     assert runs["per batch"][-1]["examples"] == 20 * 16
     assert runs["whole data, constant"][-1]["examples"] == 20 * (200 + 16)
     # statistics inside the gradient: biases before BatchNorm get none
     assert runs["per batch"][-1]["bias_drift"] < 1e-5
     assert runs["whole data, differentiated"][-1]["bias_drift"] < 1e-5
     drift = [r["bias_drift"] for r in runs["whole data, constant"]]
-    assert 0.01 < drift[0] < drift[1]
+    assert drift[0] == 0 and 0.01 < drift[1] < drift[2]
     # the loss reported is that of the population-normalized network
     net = bn.bn_mlp(sizes, seed=0)
     bn.set_precise_stats(net, d.x_train)
@@ -144,7 +148,8 @@ def test_effective_rate_with_and_without_batchnorm():
     sizes = [40, 8, 6, 10]
     with_bn = exp.effective_rate(d, sizes, "batchnorm", 8, 0.2, 30, 10)
     plain = exp.effective_rate(d, sizes, "none", 8, 0.2, 30, 10)
-    assert [r["step"] for r in with_bn] == [10, 20, 30]
+    assert [r["step"] for r in with_bn] == [0, 10, 20, 30]
+    assert with_bn[0]["rate_ratio"] == 1 and with_bn[0]["kicks"] == 0
     last = with_bn[-1]
     # scale invariance: g is orthogonal to w, so |w|^2 grows by lr^2 |g|^2
     assert last["cos"] < 1e-2
@@ -157,6 +162,38 @@ def test_effective_rate_with_and_without_batchnorm():
     )
     assert plain[-1]["cos"] > 0.05
     assert not np.isclose(plain[-1]["growth"], plain[-1]["kicks"], rtol=0.1)
+
+
+def test_effective_rate_control_takes_statistics_from_the_large_batch():
+    d = data.mnist1d(num_samples=500)
+    sizes = [40, 8, 6, 10]
+    same = exp.effective_rate(d, sizes, "batchnorm", 8, 0.2, 3, 1)
+    also = exp.effective_rate(d, sizes, "batchnorm", 8, 0.2, 3, 1, 0, 8)
+    assert same == also
+    ghost = exp.effective_rate(d, sizes, "batchnorm", 4, 0.2, 1, 1, 0, 16)
+    # by hand: 16 examples through the network, the loss on the first 4
+    net = bn.bn_mlp(sizes, seed=0)
+    idx = train.batch_schedule(d.n_train, 16, 1, 0)[0]
+    out = net(d.x_train[idx])
+    F.cross_entropy(out[:4], d.y_train[idx][:4]).backward()
+    kick = 0.2**2 * float((net[0].weight.grad ** 2).sum(1).mean())
+    assert np.isclose(ghost[-1]["kicks"], kick, rtol=1e-5)
+    small = exp.effective_rate(d, sizes, "batchnorm", 4, 0.2, 1, 1)
+    assert not np.isclose(small[-1]["kicks"], kick, rtol=1e-3)
+    with pytest.raises(ValueError, match="stat_batch"):
+        exp.effective_rate(d, sizes, "batchnorm", 8, 0.2, 3, 1, 0, 4)
+
+
+def test_pair_training_sees_only_signs():
+    d = data.mnist1d(num_samples=500)
+    out = exp.pair_training(d, [40, 8, 6, 10], 0.1, 20, pairs=50)
+    assert out["share_unit"] > 0.9
+    # the training-mode accuracy is that of an identically trained copy
+    net = bn.bn_mlp([40, 8, 6, 10], seed=0)
+    train.train_sgd(net, d, train.SGDConfig(2, 0.1, 20))
+    rows = exp.train_eval_agreement(net, d.x_train, d.y_train, [2])
+    assert np.isclose(out["train_mode_acc"], rows[0]["accuracy"])
+    assert np.isclose(out["eval_mode_acc"], rows[0]["eval_accuracy"])
 
 
 def test_outlier_measures_and_hessian_rows():
@@ -174,6 +211,15 @@ def test_outlier_measures_and_hessian_rows():
     ]
     for r in rows:
         assert r["lambda_1"] >= r["lambda_k"] > 0 or r["lambda_k"] <= 0
+        assert len(r["eigenvalues"]) == 4
+        assert r["eigenvalues"][0] == r["lambda_1"]
+        assert r["eigenvalues"][-1] == r["lambda_k"]
+    # the loss is that of the network the Hessian belongs to
+    net = bn.bn_mlp([40, 6, 5, 10], "none", seed=0, activation="relu")
+    train.train_sgd(net, d, train.SGDConfig(32, 0.05, 5))
+    with torch.no_grad():
+        loss = float(F.cross_entropy(net(d.x_train[:50]), d.y_train[:50]))
+    assert np.isclose(rows[0]["loss"], loss, rtol=1e-5)
 
 
 def test_small_batch_study_rows():

@@ -129,7 +129,12 @@ class BatchNormConfig:
     small_steps: tuple[int, ...]  # SGD steps at each of those B
     small_lr: float  # learning rate of every small-batch run
     small_checkpoints: int  # test-accuracy checkpoints per small-batch run
-    rate_batches: tuple[int, ...]  # B values of the effective-rate runs
+    small_momentum: float  # momentum of BatchNorm's and Renorm's averages
+    check_lrs: tuple[float, ...]  # other learning rates tried at B = 2
+    check_longer: int  # factor of the longer B = 2 run
+    momenta: tuple[float | None, ...]  # running averages compared
+    track_lrs: tuple[float, float]  # slow and fast learning rates
+    rate_batches: tuple[int, int]  # small and large B of the rate runs
     rate_lr: float  # their learning rate
     rate_steps: int  # their SGD steps
     rate_every: int  # steps between their records
@@ -155,11 +160,16 @@ class BatchNormConfig:
             noise_draws=300,
             track_steps=1500,
             track_every=100,
-            agree_batches=(2, 8, 32, 256),
+            agree_batches=(2, 8, 32, 64),
             small_batches=(2, 8, 32, 128),
             small_steps=(2400, 1500, 1000, 800),
             small_lr=0.1,
             small_checkpoints=4,
+            small_momentum=0.1,
+            check_lrs=(0.03, 0.01),
+            check_longer=3,
+            momenta=(0.01, 0.1, 0.5, None),
+            track_lrs=(0.01, 0.2),
             rate_batches=(4, 128),
             rate_lr=0.1,
             rate_steps=300,
@@ -185,6 +195,8 @@ class BatchNormConfig:
                 agree_batches=(2, 32),
                 small_batches=(2, 128),
                 small_steps=(200, 100),
+                check_lrs=(0.03,),
+                check_longer=2,
                 rate_steps=100,
                 rate_every=20,
                 hessian_steps=100,
@@ -265,8 +277,10 @@ def running_vs_population(
     BatchNorm layer's inputs.
 
     Returns:
-        Rows with ``step``, ``momentum`` (``"cumulative"`` for None) and
-        ``error`` (mean absolute difference over units).
+        Rows with ``step``, ``momentum`` (``"cumulative"`` for None),
+        ``error`` (mean absolute difference over units) and ``rel_error``
+        (the same, each unit's difference divided by its population
+        standard deviation).
     """
     net = bn_mlp(sizes, seed=seed)
     tracker = RunningTracker(bn_layers(net)[layer_index], momenta)
@@ -275,13 +289,15 @@ def running_vs_population(
     def check_point(step: int, model: nn.Module) -> None:
         if step % every:
             return
-        pop_mean = population_stats(model, data.x_train)[layer_index][0]
+        pop_mean, pop_var = population_stats(model, data.x_train)[layer_index]
         for m, est in tracker.means.items():
+            diff = (est - pop_mean).abs()
             rows.append(
                 dict(
                     step=step,
                     momentum="cumulative" if m is None else str(m),
-                    error=float((est - pop_mean).abs().mean()),
+                    error=float(diff.mean()),
+                    rel_error=float((diff / pop_var.sqrt()).mean()),
                 )
             )
 
@@ -400,8 +416,8 @@ def progress_per_update(
     how far the biases before each BatchNorm layer drifted.
 
     Returns:
-        Rows with ``step``, ``examples`` (sent through the network so
-        far), ``loss``, ``bias_drift`` (norm of the change of those
+        Rows from step 0 with ``step``, ``examples`` (sent through the
+        network so far), ``loss``, ``bias_drift`` (norm of the change of those
         biases since initialization) and ``weight_norm2`` (mean squared
         norm of the incoming weights of the normalized units).
     """
@@ -414,12 +430,13 @@ def progress_per_update(
     b0 = _pre_norm_biases(net)
     seen, hook = _count_examples(net)
     rows = []
-    for step in range(1, steps + 1):
-        idx = order[step - 1]
-        loss = _mode_loss(net, x[idx], y[idx], x, mode)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
+    for step in range(steps + 1):
+        if step:
+            idx = order[step - 1]
+            loss = _mode_loss(net, x[idx], y[idx], x, mode)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
         if step % every == 0 or step == steps:
             work = seen[0]
             with torch.no_grad():
@@ -582,38 +599,58 @@ def effective_rate(
     steps: int,
     every: int,
     seed: int = 0,
+    stat_batch: int | None = None,
 ) -> list[dict]:
     """Follow the incoming weight vector ``w_j`` of every first-layer unit
     during SGD, with BatchNorm (``norm="batchnorm"``: ``w_j`` is scale
     invariant) or without (``"none"``).
 
+    With ``stat_batch`` (at least ``batch_size``), each step sends
+    ``stat_batch`` examples through the network, so that BatchNorm's
+    statistics come from all of them, but the loss and gradient from the
+    first ``batch_size`` only: gradient noise of the small batch,
+    statistics noise of the large one (a ghost-batch style control).
+
     Returns:
-        Rows with ``step``, ``norm2`` (mean of ``|w_j|^2`` over units),
-        ``rate`` (mean of ``lr / |w_j|^2``), ``rate_ratio`` (``rate``
-        over its initial value), ``kicks`` (``lr^2`` times the summed
-        ``|g_j|^2`` so far, mean over units), ``growth`` (``norm2``
-        minus its initial value) and ``cos`` (largest ``|cos(w_j, g_j)|``
-        over units and steps so far).
+        Rows from step 0 with ``step``, ``norm2`` (mean of ``|w_j|^2``
+        over units), ``rate`` (mean of ``lr / |w_j|^2``), ``rate_ratio``
+        (``rate`` over its initial value), ``kicks`` (``lr^2`` times the
+        summed ``|g_j|^2`` so far, mean over units), ``growth``
+        (``norm2`` minus its initial value) and ``cos`` (largest
+        ``|cos(w_j, g_j)|`` over units and steps so far).
     """
+    forward = stat_batch or batch_size
+    if forward < batch_size:
+        raise ValueError(
+            f"stat_batch ({stat_batch}) must be at least batch_size "
+            f"({batch_size})"
+        )
     net = bn_mlp(sizes, norm, seed=seed)
     w = net[0].weight
-    rate0 = float((lr / (w.detach() ** 2).sum(1)).mean())
-    n0 = float((w.detach() ** 2).sum(1).mean())
-    state = {"kicks": torch.zeros(w.shape[0]), "cos": 0.0}
+    opt = torch.optim.SGD(net.parameters(), lr=lr)
+    order = batch_schedule(data.n_train, forward, steps, seed)
+    x, y = data.x_train, data.y_train
+    n0 = (w.detach() ** 2).sum(1)
+    rate0 = float((lr / n0).mean())
+    kicks, cos_max = torch.zeros(w.shape[0]), 0.0
     rows = []
-
-    def record(step: int, model: nn.Module) -> None:
-        # plain SGD: the weights before this step were w + lr g
-        g, w_now = model[0].weight.grad, model[0].weight.detach()
-        w_before = w_now + lr * g
-        state["kicks"] += lr**2 * (g**2).sum(1)
-        cos = (g * w_before).sum(1) / (
-            g.norm(dim=1) * w_before.norm(dim=1) + 1e-30
-        )
-        state["cos"] = max(state["cos"], float(cos.abs().max()))
+    for step in range(steps + 1):
+        if step:
+            idx = order[step - 1]
+            out = net(x[idx])
+            loss = F.cross_entropy(out[:batch_size], y[idx][:batch_size])
+            opt.zero_grad()
+            loss.backward()
+            g, w_before = w.grad.detach(), w.detach().clone()
+            kicks += lr**2 * (g**2).sum(1)
+            cos = (g * w_before).sum(1) / (
+                g.norm(dim=1) * w_before.norm(dim=1) + 1e-30
+            )
+            cos_max = max(cos_max, float(cos.abs().max()))
+            opt.step()
         if step % every and step != steps:
-            return
-        n2 = (w_now**2).sum(1)
+            continue
+        n2 = (w.detach() ** 2).sum(1)
         rate = float((lr / n2).mean())
         rows.append(
             dict(
@@ -621,16 +658,48 @@ def effective_rate(
                 norm2=float(n2.mean()),
                 rate=rate,
                 rate_ratio=rate / rate0,
-                kicks=float(state["kicks"].mean()),
-                growth=float(n2.mean()) - n0,
-                cos=state["cos"],
+                kicks=float(kicks.mean()),
+                growth=float(n2.mean() - n0.mean()),
+                cos=cos_max,
             )
         )
-
-    train_sgd(
-        net, data, SGDConfig(batch_size, lr, steps, seed=seed), on_step=record
-    )
     return rows
+
+
+def pair_training(
+    data,
+    sizes: Sequence[int],
+    lr: float,
+    steps: int,
+    seed: int = 0,
+    pairs: int = 500,
+) -> dict:
+    """Train a BatchNorm MLP with batches of two, then look at it in the
+    mode it was trained in.
+
+    Returns:
+        ``train_mode_acc`` (training-set accuracy in training mode, random
+        pairs), ``eval_mode_acc`` (training set, running averages) and
+        ``share_unit`` (share of the first BatchNorm layer's outputs on
+        ``pairs`` random pairs, before its affine part, within 0.01 of
+        +1 or -1).
+    """
+    net = bn_mlp(sizes, seed=seed)
+    train_sgd(net, data, SGDConfig(2, lr, steps, seed=seed))
+    x, y = data.x_train, data.y_train
+    (row,) = train_eval_agreement(net, x, y, [2], seed=seed)[:1]
+    idx = torch.randperm(len(x), generator=runtime.generator(seed))
+    layer = bn_layers(net)[0]
+    net.train()
+    with torch.no_grad():
+        h = net[0](x[idx[: 2 * pairs]]).reshape(pairs, 2, -1)
+        z = torch.stack([layer(p) for p in h])
+        z = (z - layer.bias) / layer.weight
+    return dict(
+        train_mode_acc=row["accuracy"],
+        eval_mode_acc=row["eval_accuracy"],
+        share_unit=float(((z.abs() - 1).abs() < 0.01).float().mean()),
+    )
 
 
 # --------------------------------------------------------------------------
@@ -666,7 +735,9 @@ def hessian_outliers(
 
     Returns:
         Rows with ``seed``, ``network``, ``lambda_1``, ``lambda_k``,
-        ``ratio`` and ``gap`` (see :func:`outlier_measures`).
+        ``loss`` (the loss whose Hessian it is, on those examples),
+        ``eigenvalues`` (all ``k``, largest first), ``ratio`` and
+        ``gap`` (see :func:`outlier_measures`).
     """
     x, y = data.x_train[:examples], data.y_train[:examples]
     rows = []
@@ -680,6 +751,8 @@ def hessian_outliers(
                 if mode == "population":
                     set_precise_stats(probe, data.x_train)
                     probe.eval()
+                with torch.no_grad():
+                    loss = float(F.cross_entropy(probe(x), y))
                 op = HessianOperator(probe, F.cross_entropy, x, y)
                 ev = top_eigenvalues(op, k=k, tol=1e-2, seed=seed).values
                 name = {"none": "no BatchNorm"}.get(
@@ -691,6 +764,8 @@ def hessian_outliers(
                         network=name,
                         lambda_1=ev[0],
                         lambda_k=ev[-1],
+                        loss=loss,
+                        eigenvalues=tuple(float(e) for e in ev),
                         **outlier_measures(ev),
                     )
                 )
