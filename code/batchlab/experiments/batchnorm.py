@@ -15,19 +15,17 @@ from torch import nn
 from .. import runtime
 from ..batchnorm import (
     RunningTracker,
-    StackedNormMLP,
     bn_layers,
     bn_mlp,
     data_stats_forward,
     population_stats,
     renorm_limits,
     set_precise_stats,
-    stacked_accuracy,
-    train_stacked,
 )
 from ..hessian import HessianOperator, top_eigenvalues
 from ..normalize import CenteredMLP
 from ..runtime import pick
+from ..stacked import StackedNormMLP, stacked_accuracy, train_stacked
 from ..train import SGDConfig, batch_schedule, train_sgd
 
 

@@ -1,0 +1,77 @@
+import copy
+
+import pytest
+import torch
+from torch import nn
+
+from batchlab import batchnorm as bn
+from batchlab import data, stacked, train
+
+
+@pytest.mark.parametrize("momentum", [0.1, 0.5])
+def test_stacked_members_train_as_single_models(momentum):
+    d = data.mnist1d(num_samples=400)
+    sizes, norms, seeds = (
+        [40, 7, 5, 10],
+        ["batchnorm", "renorm", "layernorm"],
+        [0, 1, 2],
+    )
+    stack = stacked.StackedNormMLP(sizes, norms, seeds, momentum)
+    steps = 12
+
+    def limits(step):
+        return bn.renorm_limits(step, 2, 8, 6)
+
+    stacked.train_stacked(
+        stack, d.x_train, d.y_train, 4, 0.2, steps, seeds, limits=limits
+    )
+    acc = stacked.stacked_accuracy(stack, d.x_test, d.y_test)
+    for m, (norm, seed) in enumerate(zip(norms, seeds)):
+        net = bn.bn_mlp(sizes, norm, seed, momentum)
+
+        def relax(step, model):
+            bn.set_renorm_limits(model, *limits(step + 1))
+
+        train.train_sgd(
+            net, d, train.SGDConfig(4, 0.2, steps, seed=seed), on_step=relax
+        )
+        x = d.x_test[:32]
+        for mode in (False, True):
+            # copies: a training-mode call moves the running averages
+            ours, theirs = copy.deepcopy(stack), copy.deepcopy(net)
+            ours.train(mode)
+            theirs.train(mode)
+            with torch.no_grad():
+                out = ours(x.expand(3, -1, -1).clone())[m]
+                assert torch.allclose(out, theirs(x), atol=1e-4)
+        net.eval()
+        with torch.no_grad():
+            a = (net(d.x_test).argmax(1) == d.y_test).float().mean()
+        assert torch.isclose(acc[m], a)
+    with pytest.raises(ValueError, match="norms must be among"):
+        stacked.StackedNormMLP(sizes, ["groupnorm"], [0])
+
+
+def test_new_helpers_explain_bad_inputs():
+    with pytest.raises(ValueError, match="no BatchNorm"):
+        bn.data_stats_forward(
+            nn.Sequential(nn.Linear(2, 2)),
+            torch.ones(3, 2),
+            torch.ones(5, 2),
+            True,
+        )
+    stack = stacked.StackedNormMLP(
+        [4, 6, 3], ["batchnorm", "layernorm"], [0, 1]
+    )
+    with pytest.raises(ValueError, match="expected inputs"):
+        stack(torch.ones(3, 5, 4))
+    with pytest.raises(ValueError, match="one batch-order seed"):
+        stacked.train_stacked(
+            stack, torch.ones(8, 4), torch.zeros(8).long(), 2, 0.1, 1, [0]
+        )
+    with pytest.raises(ValueError, match="one seed per norm"):
+        stacked.StackedNormMLP([4, 6, 3], ["batchnorm"], [0, 1])
+    with pytest.raises(ValueError, match="norm must be one of"):
+        bn.bn_mlp([4, 6, 3], "weightnorm")
+    with pytest.raises(ValueError, match="r_max >= 1"):
+        bn.BatchRenorm1d(3).set_limits(0.5, 0.0)
