@@ -176,3 +176,33 @@ def lanczos_estimates(
     for alpha, beta, _ in islice(_lanczos_steps(matvec, v0), steps):
         out.append(float(torch.linalg.eigvalsh(_tridiagonal(alpha, beta))[-1]))
     return np.array(out)
+
+
+def lanczos_stop(
+    matvec: Callable[[torch.Tensor], torch.Tensor],
+    v0: torch.Tensor,
+    tol: float,
+    max_steps: int,
+) -> tuple[int, float]:
+    """Replay :func:`lanczos_top`'s stopping rule for the largest
+    eigenvalue from the start ``v0``: stop once the error estimate
+    ``r^2 / (theta_1 - theta_2)`` is at most ``tol * |theta_1|``.
+
+    Returns:
+        ``(products, estimate)`` when the rule fires, or after
+        ``max_steps`` products (or on breakdown) if it never does.
+    """
+    _check_start(v0, max_steps)
+    theta = torch.zeros(1)
+    j = 0
+    for alpha, beta, _ in islice(_lanczos_steps(matvec, v0), max_steps):
+        j = len(alpha)
+        theta, S = torch.linalg.eigh(_tridiagonal(alpha, beta))
+        theta, S = theta.flip(0), S.flip(1)
+        if j < 2:
+            continue
+        resid = float((beta[-1] * S[-1, 0]).abs())
+        gap = max(float(theta[0] - theta[1]), 1e-12)
+        if resid**2 / gap <= tol * abs(float(theta[0])):
+            break
+    return j, float(theta[0])
