@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from batchlab import data
+from batchlab import data, lanczos
 from batchlab.experiments import eigenvalues as eig
 from batchlab.runtime import Scale
 
@@ -40,6 +40,8 @@ def test_race_counts_products_from_the_closed_form():
         n, value = eig.stop_on_change(1.0 - err, 1e-3)
         assert race.change_products[i] == n
         assert race.change_error[i] == pytest.approx(1.0 - value)
+        _, lz = lanczos.lanczos_stop(lambda v: d * v, c, 1e-3, 50)
+        assert race.lanczos_stop_error[i] == pytest.approx(abs(1.0 - lz))
     # Lanczos never needs more products than power iteration
     assert np.all(race.lanczos_to_target <= race.power_to_target)
     assert np.all(race.lanczos <= race.power[:, :50] + 1e-12)
@@ -90,6 +92,7 @@ def test_config_scales_and_diagonal_race_row():
     assert row["power"] == race.power_to_target.mean()
     assert row["lanczos"] == race.lanczos_to_target.mean()
     assert row["change_stop_error"] == np.median(race.change_error)
+    assert row["lanczos_stop_error"] == np.median(race.lanczos_stop_error)
     assert eig.never_worse(race)
 
 
@@ -102,11 +105,13 @@ def test_never_worse_detects_a_worse_lanczos_row():
         power[:, 0],
         power[:, 0],
         power[:, 0],
+        power[:, 0],
     )
     assert not eig.never_worse(race)  # 0.2 > 0.1 at the second product
     good = eig.Race(
         power,
         np.array([[0.4, 0.1, 0.9]]),
+        power[:, 0],
         power[:, 0],
         power[:, 0],
         power[:, 0],

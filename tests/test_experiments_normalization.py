@@ -32,20 +32,27 @@ def mnist():
 
 def test_gd_on_quadratic_follows_condition_number():
     H = torch.diag(torch.tensor([1.0, 0.01], dtype=torch.float64))
-    steps = nexp.gd_steps_on_quadratic(H, lr=1.0, tol=1e-3)
+    steps, diverged = nexp.gd_steps_on_quadratic(H, lr=1.0, tol=1e-3)
+    assert not diverged
     bound = np.ceil(np.log(1e3) / -np.log(1 - 0.01))
     assert 0.5 * bound <= steps <= bound == nexp.gd_bound(100.0, 1e-3)
-    assert (
-        nexp.gd_steps_on_quadratic(H, lr=2.1, tol=1e-3, max_steps=500) == 500
+    assert nexp.gd_steps_on_quadratic(H, lr=2.1, tol=1e-3, max_steps=500) == (
+        500,
+        True,
     )
-    assert nexp.gd_steps_on_quadratic(torch.eye(3), lr=1.0) == 1
+    # too small a step is slow, not divergent: the flag tells them apart
+    assert nexp.gd_steps_on_quadratic(H, lr=0.01, tol=1e-3, max_steps=50) == (
+        50,
+        False,
+    )
+    assert nexp.gd_steps_on_quadratic(torch.eye(3), lr=1.0) == (1, False)
     assert nexp.gd_bound(1.0, 1e-3) == 1
 
 
 def test_gd_counts_the_steps_of_the_closed_form():
     # in the eigenbasis the error after t steps is |(1 - lr d)^t w0|
     d = torch.tensor([1.0, 0.3, 0.05], dtype=torch.float64)
-    steps = nexp.gd_steps_on_quadratic(torch.diag(d), lr=1.0, tol=1e-4)
+    steps, _ = nexp.gd_steps_on_quadratic(torch.diag(d), lr=1.0, tol=1e-4)
     w0 = torch.randn(
         3, generator=torch.Generator().manual_seed(0), dtype=torch.float64
     )
@@ -185,5 +192,6 @@ def test_matched_copy_is_taken_at_the_first_loss_below_the_target(
         run.matched, torch.nn.functional.cross_entropy, x, y
     )
     assert row["lambda_max"] == pytest.approx(ev[0], rel=1e-3)
+    assert row["lambda_ref"] == pytest.approx(ev[0], rel=1e-6)
     never = nexp.train_centered(tiny_cfg, mnist, "none", 0, match_loss=0.0)
     assert never.matched is None

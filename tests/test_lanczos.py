@@ -5,7 +5,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from batchlab import hessian, lanczos, models
+from batchlab import hessian, lanczos, models, runtime
 
 
 @pytest.fixture(scope="module")
@@ -150,3 +150,31 @@ def test_lanczos_top_finds_distinct_eigenvalues_without_ghosts(clustered):
     )
     assert np.all(est <= float(ev[0]) + 1e-10)
     assert abs(est[-1] - float(ev[0])) < 1e-10
+
+
+def test_lanczos_stop_replays_lanczos_top_and_its_estimate_holds():
+    # a diagonal spectrum with a clear gap: the error estimate is honest
+    d = torch.cat([torch.tensor([1.0, 0.7]), torch.linspace(0.5, 0.0, 198)])
+    v0 = torch.randn(
+        200, generator=torch.Generator().manual_seed(3), dtype=torch.float64
+    )
+    steps, value = lanczos.lanczos_stop(lambda v: d * v, v0, 1e-6, 100)
+    assert 2 <= steps < 100
+    assert abs(value - 1.0) <= 1e-6
+    # a looser tolerance stops earlier, with the same arithmetic
+    loose, _ = lanczos.lanczos_stop(lambda v: d * v, v0, 1e-2, 100)
+    assert loose < steps
+    # the budget caps the products when the rule does not fire
+    assert lanczos.lanczos_stop(lambda v: d * v, v0, 0.0, 3)[0] == 3
+
+
+def test_lanczos_stop_matches_lanczos_top(tiny):
+    net, x, y = tiny
+    op = hessian.HessianOperator(net, F.cross_entropy, x, y)
+    top = lanczos.lanczos_top(op, k=1, tol=1e-4, seed=2)
+    v0 = torch.randn(
+        op.dim, generator=runtime.generator(2), dtype=torch.float64
+    )
+    steps, value = lanczos.lanczos_stop(op.matvec, v0, 1e-4, 300)
+    assert steps == top.n_products
+    assert value == pytest.approx(float(top.values[0]), rel=1e-10)

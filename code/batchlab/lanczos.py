@@ -1,7 +1,8 @@
 """Largest eigenvalues of a symmetric operator from products alone.
 
 * :func:`lanczos_top` -- the top ``k`` eigenvalues by Lanczos with full
-  reorthogonalization and an early stop on Parlett's error bound.
+  reorthogonalization and an early stop on an estimate of Parlett's
+  error bound.
 * :func:`power_estimates` and :func:`lanczos_estimates` -- each method's
   estimate of the largest eigenvalue after every product, for comparing
   how fast they converge.
@@ -79,13 +80,15 @@ def lanczos_top(
 
     After every product the Ritz values of the tridiagonal matrix are
     computed; iteration stops when, for each of the top ``k``, the error
-    bound ``r^2 / gap`` (residual ``r = beta_j |s_j|``, gap to the next
-    Ritz value) is below ``tol`` times the value (Parlett, "The Symmetric
-    Eigenvalue Problem", section 11.7). Unlike ARPACK, which fills a
+    estimate ``r^2 / gap`` (residual ``r = beta_j |s_j|``, gap to the next
+    Ritz value) is below ``tol`` times the value. Parlett's bound ("The
+    Symmetric Eigenvalue Problem") divides by the gap to the rest of the
+    true spectrum, which is unknown; the Ritz gap can be larger, so this
+    is an estimate, not a bound. Unlike ARPACK, which fills a
     20-vector Krylov space before its first test, this stops as soon as
     the estimate has converged.
 
-    The bound measures the distance to *some* eigenvalue. If the start is
+    The estimate measures the distance to *some* eigenvalue. If the start is
     nearly orthogonal to the top eigenvector and the second eigenvalue is
     close to the first, the Ritz value can settle on the second for a few
     steps and the rule stops there (so can any rule that only watches the
@@ -173,3 +176,33 @@ def lanczos_estimates(
     for alpha, beta, _ in islice(_lanczos_steps(matvec, v0), steps):
         out.append(float(torch.linalg.eigvalsh(_tridiagonal(alpha, beta))[-1]))
     return np.array(out)
+
+
+def lanczos_stop(
+    matvec: Callable[[torch.Tensor], torch.Tensor],
+    v0: torch.Tensor,
+    tol: float,
+    max_steps: int,
+) -> tuple[int, float]:
+    """Replay :func:`lanczos_top`'s stopping rule for the largest
+    eigenvalue from the start ``v0``: stop once the error estimate
+    ``r^2 / (theta_1 - theta_2)`` is at most ``tol * |theta_1|``.
+
+    Returns:
+        ``(products, estimate)`` when the rule fires, or after
+        ``max_steps`` products (or on breakdown) if it never does.
+    """
+    _check_start(v0, max_steps)
+    theta = torch.zeros(1)
+    j = 0
+    for alpha, beta, _ in islice(_lanczos_steps(matvec, v0), max_steps):
+        j = len(alpha)
+        theta, S = torch.linalg.eigh(_tridiagonal(alpha, beta))
+        theta, S = theta.flip(0), S.flip(1)
+        if j < 2:
+            continue
+        resid = float((beta[-1] * S[-1, 0]).abs())
+        gap = max(float(theta[0] - theta[1]), 1e-12)
+        if resid**2 / gap <= tol * abs(float(theta[0])):
+            break
+    return j, float(theta[0])

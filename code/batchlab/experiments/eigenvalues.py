@@ -13,7 +13,7 @@ import torch.nn.functional as F
 
 from .. import hessian, models, runtime, train
 from ..data import Dataset
-from ..lanczos import lanczos_estimates, power_estimates
+from ..lanczos import lanczos_estimates, lanczos_stop, power_estimates
 from ..runtime import pick
 
 TARGET = 1e-4  # relative error at which a method counts as converged
@@ -109,7 +109,10 @@ class Race:
     last value). ``*_to_target`` give the products after which the error
     first is at most ``target`` (NaN if never). ``change_products`` and
     ``change_error`` are where power iteration's change-between-estimates
-    rule at ``change_tol`` stops, and the error it returns. A start's power
+    rule at ``change_tol`` stops, and the error it returns;
+    ``lanczos_stop_error`` is the error where Lanczos's own rule
+    (:func:`batchlab.lanczos.lanczos_stop`, same tolerance, within its
+    budget) stops. A start's power
     iteration ends early once its error is at most ``floor`` (if given);
     the rest of its row is NaN.
     """
@@ -120,6 +123,7 @@ class Race:
     lanczos_to_target: np.ndarray
     change_products: np.ndarray
     change_error: np.ndarray
+    lanczos_stop_error: np.ndarray
 
 
 def _first_at_most(errors: np.ndarray, target: float) -> float:
@@ -154,7 +158,7 @@ def race_top_eigenvalue(
         return floor is not None and abs(estimate / reference - 1) <= floor
 
     gen = runtime.generator(seed)
-    power, lanczos_err, stops = [], [], []
+    power, lanczos_err, stops, lz_stops = [], [], [], []
     for _ in range(starts):
         v0 = torch.randn(dim, generator=gen, dtype=torch.float64)
         p = power_estimates(matvec, v0, power_steps, done=converged)
@@ -165,6 +169,7 @@ def race_top_eigenvalue(
         power.append(err)
         lanczos_err.append(np.abs(lz - reference) / reference)
         stops.append(stop_on_change(p, change_tol))
+        lz_stops.append(lanczos_stop(matvec, v0, change_tol, lanczos_steps))
     power_a, lanczos_a = np.array(power), np.array(lanczos_err)
     return Race(
         power=power_a,
@@ -176,6 +181,9 @@ def race_top_eigenvalue(
         change_products=np.array([s[0] for s in stops]),
         change_error=np.array(
             [abs(s[1] - reference) / reference for s in stops]
+        ),
+        lanczos_stop_error=np.array(
+            [abs(s[1] - reference) / reference for s in lz_stops]
         ),
     )
 
@@ -191,7 +199,8 @@ def race_on_mlp(
         The :class:`Race` and a row: ``model``, ``params``, ``gap``
         (``lambda_2 / lambda_1``, from a float64 reference), mean products
         to :data:`TARGET` of ``power`` and ``lanczos``, and the median
-        error where the change rule stops (``change_stop_error``).
+        errors where the change rule stops (``change_stop_error``) and
+        where Lanczos's own rule stops (``lanczos_stop_error``).
     """
     net = models.mlp([data.n_features, 100, 100, data.n_classes], seed=0)
     sgd = train.SGDConfig(cfg.batch_size, cfg.lr, steps, seed=0)
@@ -240,6 +249,7 @@ def _row(model: str, gap: float, race: Race, params: int) -> dict:
         power=float(race.power_to_target.mean()),
         lanczos=float(race.lanczos_to_target.mean()),
         change_stop_error=float(np.median(race.change_error)),
+        lanczos_stop_error=float(np.median(race.lanczos_stop_error)),
     )
 
 

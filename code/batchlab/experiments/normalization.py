@@ -23,11 +23,16 @@ def gd_steps_on_quadratic(
     tol: float = 1e-6,
     max_steps: int = 100_000,
     seed: int = 0,
-) -> int:
+) -> tuple[int, bool]:
     """Gradient descent steps on ``f(w) = w^T H w / 2`` until the error
-    ``|w_t| / |w_0|`` falls below ``tol`` (``max_steps`` if never).
+    ``|w_t| / |w_0|`` falls below ``tol``.
 
     The start is a random unit vector; ``H`` must be symmetric.
+
+    Returns:
+        ``(steps, diverged)``: the steps to tolerance (``max_steps`` if
+        never reached) and whether the iterate blew up (norm above 1e12
+        or NaN), which is told apart from merely not converging in time.
     """
     H = torch.as_tensor(H, dtype=torch.float64)
     if H.ndim != 2 or H.shape[0] != H.shape[1]:
@@ -40,10 +45,10 @@ def gd_steps_on_quadratic(
         w = step @ w
         norm = float(np.sqrt(w @ w))
         if not norm <= 1e12:  # diverged (or NaN)
-            return max_steps
+            return max_steps, True
         if norm < tol:
-            return t
-    return max_steps
+            return t, False
+    return max_steps, False
 
 
 @dataclass(frozen=True)
@@ -60,6 +65,7 @@ class NormalizationConfig:
     mean_shift: float  # offset added to every input to show a mean's effect
     gd_tol: float  # error at which gradient descent counts as converged
     logistic_steps: int  # gradient-descent steps of logistic regression
+    logistic_lr: float  # their learning rate, the same for every input
     mlp_width: int  # hidden width of the MLP whose Hessian is formed exactly
     mlp_lr: float  # its SGD learning rate (batch 32)
     hessian_examples: int  # training examples in that exact Hessian
@@ -84,6 +90,7 @@ class NormalizationConfig:
             mean_shift=3.0,
             gd_tol=0.001,
             logistic_steps=300,
+            logistic_lr=1.0,
             mlp_width=16,
             mlp_lr=0.1,
             hessian_examples=1000,
@@ -217,7 +224,8 @@ def gd_table(
     Returns:
         One row per ``inputs`` with ``condition``, ``steps`` (to relative
         error ``cfg.gd_tol``), ``bound`` (the condition-number bound on
-        those steps) and ``diverges`` (whether the larger step diverged).
+        those steps) and ``diverges`` (whether the larger step blew up
+        within 5000 steps, not merely failed to converge).
     """
     rows = []
     for kind in ["shifted mean", "raw", "standardize", "zca"]:
@@ -227,10 +235,10 @@ def gd_table(
         z = normalize.fit_transform(inputs, "raw" if shifted else kind)(inputs)
         H = normalize.linear_regression_hessian(z)
         kappa = float(ev[0] / ev[-1])
-        steps = gd_steps_on_quadratic(
+        steps, _ = gd_steps_on_quadratic(
             H, lr=1 / ev[0], tol=cfg.gd_tol, max_steps=2_000_000
         )
-        too_big = gd_steps_on_quadratic(
+        _, blew_up = gd_steps_on_quadratic(
             H, lr=2.1 / ev[0], tol=cfg.gd_tol, max_steps=5000
         )
         rows.append(
@@ -239,7 +247,7 @@ def gd_table(
                 condition=kappa,
                 steps=steps,
                 bound=gd_bound(kappa, cfg.gd_tol),
-                diverges=too_big == 5000,
+                diverges=blew_up,
             )
         )
     return pd.DataFrame(rows)
@@ -396,14 +404,21 @@ def curvature_scale(
     (cross-entropy on ``cfg.factor_examples`` training examples, Lanczos)
     and ``lr_x_lambda``, the learning rate ``cfg.center_lr`` times it:
     the step measured against the curvature (SGD on a quadratic is
-    stable along the top direction only below 2)."""
+    stable along the top direction only below 2). ``lambda_ref`` is the
+    same eigenvalue in double precision (ARPACK), to check Lanczos."""
     x = mnist.x_train[: cfg.factor_examples]
     y = mnist.y_train[: cfg.factor_examples]
     op = hessian.HessianOperator(net, F.cross_entropy, x, y)
     top = float(hessian.top_eigenvalues(op, k=1, tol=1e-4).values[0])
+    ref = hessian.reference_top_eigenvalues(net, F.cross_entropy, x, y)
     with torch.no_grad():
         loss = float(F.cross_entropy(net(mnist.x_train), mnist.y_train))
-    return dict(loss=loss, lambda_max=top, lr_x_lambda=cfg.center_lr * top)
+    return dict(
+        loss=loss,
+        lambda_max=top,
+        lr_x_lambda=cfg.center_lr * top,
+        lambda_ref=float(ref[0]),
+    )
 
 
 def standardized_copy(
