@@ -339,8 +339,8 @@ def train_to_loss(
     near_steps: int = 0,
 ) -> TargetRun:
     """Train every model of ``ens`` in place with plain SGD until its full
-    training loss falls below ``target`` (Keskar et al.'s protocol: equal
-    training loss, not equal budget).
+    training loss falls below ``target`` (equal training loss, not equal
+    budget: models compared at one stage of training).
 
     The full training loss is computed every ``ceil(check_examples / B)``
     steps; a model below the target stops there, a model whose loss blows

@@ -65,7 +65,8 @@ class NoiseConfig:
 
 
 # --------------------------------------------------------------------------
-# Keskar's protocol: every batch size trained to the same training loss
+# The fair test (the book's protocol, in the spirit of Keskar et al.): every
+# batch size trained to the same training loss
 
 
 @dataclass(frozen=True)
