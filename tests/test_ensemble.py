@@ -106,6 +106,28 @@ def test_train_to_loss_stops_at_the_first_check_below_target(small):
     np.testing.assert_array_equal(run.examples, run.steps * b)
 
 
+def test_train_to_loss_checks_every_near_step_close_to_target(small):
+    seeds, lrs, b = [0, 1], [0.2, 0.1], 8
+    nets = [models.mlp([40, 16, 10], seed=s) for s in seeds]
+    ref = ensemble.EnsembleMLP.from_models(nets)
+    hist = ensemble.train_ensemble(ref, small, b, lrs, 120, seeds, 1)
+    target = float(hist.train_loss[:, -1].max()) + 0.02
+    first = [np.flatnonzero(row < target)[0] for row in hist.train_loss]
+    for near, steps, want in [
+        (1e6, 1, [hist.step[k] for k in first]),
+        (1.0, 1, [-(-hist.step[k] // 40) * 40 for k in first]),
+    ]:
+        ens = ensemble.EnsembleMLP.from_models(nets)
+        run = ensemble.train_to_loss(
+            ens, small, b, lrs, target, 120 * b, seeds, 40 * b, near, steps
+        )
+        assert run.reached.all() and run.steps.tolist() == want
+    with pytest.raises(ValueError, match="near"):
+        ensemble.train_to_loss(
+            ens, small, b, lrs, target, 120 * b, seeds, 8, 0.5, 1
+        )
+
+
 def test_train_to_loss_equals_plain_training_until_its_budget(small):
     nets = [models.mlp([40, 16, 10], seed=s) for s in (3, 4)]
     ref = ensemble.EnsembleMLP.from_models(nets)

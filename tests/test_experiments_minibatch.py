@@ -85,7 +85,7 @@ def test_chain_links_are_spearman_correlations():
                 "lambda_max",
                 "keskar",
                 "weight_noise",
-                "input_noise_drop",
+                "noisy_acc",
                 "test_acc",
             ]
         }
@@ -103,6 +103,31 @@ def test_chain_links_are_spearman_correlations():
     assert np.isclose(got, want)
 
 
+def test_holm_adjusts_by_hand_and_verdicts_use_it():
+    p = np.array([0.04, 0.001, 0.03, 0.2])
+    # by hand: sorted 0.001, 0.03, 0.04, 0.2 times 4, 3, 2, 1, running max
+    want = [0.09, 0.004, 0.09, 0.2]
+    np.testing.assert_allclose(exp.holm(p), want)
+    np.testing.assert_allclose(exp.holm([0.5, 0.6]), [1.0, 1.0])
+    np.testing.assert_allclose(exp.holm([0.02, np.nan]), [0.02, np.nan])
+    assert set(exp.CHAIN_SIGN) == set(exp.CHAIN_SHORT)
+    assert set(exp.CHAIN_SIGN) == {name for name, _, _ in exp.CHAIN}
+    with pytest.raises(ValueError, match="p-values"):
+        exp.holm([[0.1]])
+    links = pd.DataFrame(
+        dict(
+            link=["batch size -> top eigenvalue"] * 3
+            + ["batch size -> test accuracy"],
+            rho=[0.5] * 4,
+            p=[0.001, 0.04, 0.03, 0.002],  # Holm: 0.004, 0.06, 0.06, 0.006
+        )
+    )
+    out = exp.verdicts(links)
+    want = ["supports", "undecided", "undecided", "opposes"]
+    assert out["verdict"].tolist() == want
+    assert out["expected"].tolist() == [1, 1, 1, -1]
+
+
 def test_saturation_finds_the_first_batch_near_full_batch():
     frame = pd.DataFrame(
         dict(
@@ -113,6 +138,10 @@ def test_saturation_finds_the_first_batch_near_full_batch():
         )
     )
     assert exp.saturation(frame, 0.1).to_dict() == {0.1: 10, 0.4: 100}
+    # a second seed at B = 10, rate 0.1, that diverged (missing loss)
+    diverged = frame.iloc[[1]].assign(train_loss=np.nan)
+    both = pd.concat([frame, diverged], ignore_index=True)
+    assert exp.saturation(both, 0.1)[0.1] == 100
 
 
 def test_equal_steps_and_variance_law_rows(mnist):
@@ -148,4 +177,4 @@ def test_sharpness_rows_match_the_landscape_measures(fair, mnist):
     )
     assert np.isclose(rows.loc[(1, 0.03), "lambda_max"], ref["lambda_max"])
     assert np.isclose(rows.loc[(1, 0.03), "keskar"], ref["keskar"])
-    assert (rows["input_noise_drop"].abs() <= 1).all()
+    assert rows["noisy_acc"].between(0, 1).all()

@@ -335,16 +335,22 @@ def train_to_loss(
     max_examples: int | Sequence[int],
     seeds: Sequence[int],
     check_examples: int,
+    near: float = 1.0,
+    near_steps: int = 0,
 ) -> TargetRun:
     """Train every model of ``ens`` in place with plain SGD until its full
-    training loss falls below ``target`` (Keskar et al.'s protocol: equal
-    training loss, not equal budget).
+    training loss falls below ``target`` (equal training loss, not equal
+    budget: models compared at one stage of training).
 
     The full training loss is computed every ``ceil(check_examples / B)``
     steps; a model below the target stops there, a model whose loss blows
     up stops as diverged, a model that has used ``max_examples`` examples
     stops short, and the models still training are stepped as one smaller
-    ensemble (so stopped models cost nothing).
+    ensemble (so stopped models cost nothing). Once some model still
+    training is below ``near * target``, the loss is checked at least
+    every ``near_steps`` steps, so that a small batch, whose coarse checks
+    are many steps apart, stops close to the target rather than far
+    below it.
 
     Args:
         ens: the stacked models, trained in place.
@@ -356,6 +362,9 @@ def train_to_loss(
             number or one per model.
         seeds: batch-order seed per model (as :func:`batch_schedule`).
         check_examples: examples between two checks of the loss.
+        near: loss, as a multiple of ``target`` (>= 1), below which the
+            checks become finer.
+        near_steps: steps between two checks there (0: no finer checks).
 
     Returns:
         A :class:`TargetRun`.
@@ -373,11 +382,16 @@ def train_to_loss(
             f"check_examples >= 1, got {target}, {max_examples}, "
             f"{check_examples}"
         )
+    if near < 1 or near_steps < 0:
+        raise ValueError(
+            f"need near >= 1 and near_steps >= 0, got {near}, {near_steps}"
+        )
     for lr in lrs:
         validate_sgd(batch_size, lr, 1, data.n_train)
     device = ens.W[0].device
     lr = torch.tensor(lrs, dtype=ens.W[0].dtype, device=device)
     every = -(-check_examples // batch_size)
+    fine = min(every, near_steps) if near_steps else every
     cap_steps = caps // batch_size
     max_steps = int(cap_steps.max())
     cap_set = set(cap_steps.tolist())
@@ -385,6 +399,7 @@ def train_to_loss(
     reached = np.zeros(m, bool)
     diverged = np.zeros(m, bool)
     loss = _ensemble_metrics(ens, data.x_train, data.y_train)[0]
+    next_check = fine if (loss < near * target).any() else every
     x_all, y_all = data.x_train, data.y_train
     batches = epoch_batches(data.n_train, batch_size, seeds)
     live = np.arange(m)  # models still training, stepped as one ensemble
@@ -394,7 +409,7 @@ def train_to_loss(
             idx = next(batches)[rows].to(device)
             work.sgd_step(x_all[idx], y_all[idx], lr_live)
             steps[live] = step
-            if step % every and step not in cap_set:
+            if step < next_check and step not in cap_set:
                 continue
             _write_back(ens, work, live)
             loss[live] = _ensemble_metrics(work, x_all, y_all)[0]
@@ -407,6 +422,8 @@ def train_to_loss(
                     break
                 work, rows = _select(ens, live), torch.from_numpy(live)
                 lr_live = lr[rows.to(device)]
+            close = (loss[live] < near * target).any()
+            next_check = step + (fine if close else every)
     if len(live):
         _write_back(ens, work, live)
     loss = np.where(diverged, np.nan, loss)
