@@ -45,6 +45,65 @@ def v1(tmp_path, quota, period):
     return tmp_path
 
 
+def test_more_of_raises_repetition_counts_only():
+    from dataclasses import dataclass
+
+    @dataclass(frozen=True)
+    class Cfg:
+        seeds: int
+        draws: int
+        steps: int
+
+    book = Cfg(seeds=3, draws=40, steps=100)
+    assert runtime.more_of(book, seeds=8) == Cfg(seeds=8, draws=40, steps=100)
+    with pytest.raises(ValueError, match="'steps' would change"):
+        runtime.more_of(book, steps=1000)
+    with pytest.raises(ValueError, match="at least the book's 3"):
+        runtime.more_of(book, seeds=2)
+    for bad in (4.0, True, "8"):
+        with pytest.raises(ValueError, match="integer"):
+            runtime.more_of(book, seeds=bad)
+    with pytest.raises(ValueError, match="at least one"):
+        runtime.more_of(book)
+
+
+def _configs():
+    from batchlab.experiments import (
+        batchnorm,
+        eigenvalues,
+        minibatch,
+        normalization,
+    )
+
+    return [
+        minibatch.NoiseConfig,
+        minibatch.EqualLossConfig,
+        minibatch.EqualStepsConfig,
+        normalization.NormalizationConfig,
+        batchnorm.BatchNormConfig,
+        eigenvalues.EigenvaluesConfig,
+    ]
+
+
+@pytest.mark.parametrize("cls", _configs(), ids=lambda c: c.__name__)
+def test_full_scale_repeats_the_book_experiments(cls):
+    """Every chapter's full configuration is its book configuration with
+    more seeds, draws or starts, field by field: the claims the text
+    makes about the book's experiments are then tested more tightly at
+    full scale, not on other experiments."""
+    from dataclasses import fields
+
+    book, full = cls.for_scale("book"), cls.for_scale("full")
+    changed = [
+        f.name
+        for f in fields(cls)
+        if getattr(book, f.name) != getattr(full, f.name)
+    ]
+    assert changed, "full must repeat something more often than book"
+    assert set(changed) <= runtime.PRECISION_FIELDS, changed
+    assert all(getattr(full, n) > getattr(book, n) for n in changed)
+
+
 def test_cgroup_v2_quota_in_cpus(tmp_path):
     assert runtime.cgroup_cpu_limit(v2(tmp_path, "150000 100000\n")) == 1.5
     assert runtime.cgroup_cpu_limit(v2(tmp_path, "200000 100000")) == 2.0

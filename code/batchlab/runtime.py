@@ -4,7 +4,8 @@ Everything is read from the environment, in one place:
 
 * ``BATCHLAB_SCALE`` -- ``quick`` (the test suite: every chapter in
   seconds), ``book`` (default; what the published book runs) or ``full``
-  (bigger experiments, on a GPU when one is present).
+  (the book's experiments over more seeds, draws and random starts, on a
+  GPU when one is present; see :func:`more_of`).
 * ``BATCHLAB_THREADS`` -- an upper bound on the threads PyTorch and the
   BLAS libraries use. The count is otherwise the CPUs this process may
   really use: its affinity mask and its cgroup CPU quota (which a
@@ -21,6 +22,7 @@ Importing :mod:`batchlab` applies the thread policy (:func:`apply_threads`).
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 from enum import StrEnum
@@ -75,6 +77,45 @@ def parse_scale(name: str | Scale) -> Scale:
 def current_scale() -> Scale:
     """The scale named by ``$BATCHLAB_SCALE`` (``book`` when unset)."""
     return parse_scale(os.environ.get(ENV_VAR, Scale.BOOK.value))
+
+
+#: The only fields a full-scale configuration may change: counts of
+#: independent repetitions (seeds, random draws, random starts). Anything
+#: else (network sizes, data, grids, training lengths, rates) would change
+#: the experiment the text describes, not the precision of its estimates,
+#: and the chapters' claims are statements about the book's experiments.
+PRECISION_FIELDS = frozenset({"seeds", "draws", "noise_draws", "starts"})
+
+
+def more_of(book: T, **counts: int) -> T:
+    """The full-scale configuration: ``book`` repeated more often.
+
+    Args:
+        book: a frozen dataclass, the book-scale configuration.
+        counts: new values of fields in :data:`PRECISION_FIELDS`, each an
+            integer at least the book's.
+
+    Raises:
+        ValueError: a field outside :data:`PRECISION_FIELDS`, or a count
+            below the book's (full would then be less precise).
+    """
+    if not counts:
+        raise ValueError("more_of needs at least one count to raise")
+    for name, value in counts.items():
+        if name not in PRECISION_FIELDS:
+            raise ValueError(
+                f"the full scale may only repeat the book's experiments "
+                f"more often ({', '.join(sorted(PRECISION_FIELDS))}); "
+                f"{name!r} would change the experiment itself"
+            )
+        old = getattr(book, name)
+        whole = isinstance(value, int) and not isinstance(value, bool)
+        if not whole or value < old:
+            raise ValueError(
+                f"{name}={value!r} at full scale: it must be an integer of "
+                f"at least the book's {old}"
+            )
+    return dataclasses.replace(book, **counts)
 
 
 def pick(scale: Scale | str, quick: T, book: T, full: T) -> T:

@@ -24,7 +24,7 @@ from ..batchnorm import (
 )
 from ..hessian import HessianOperator, top_eigenvalues
 from ..normalize import CenteredMLP
-from ..runtime import pick
+from ..runtime import more_of, pick
 from ..stacked import StackedNormMLP, stacked_accuracy, train_stacked
 from ..train import SGDConfig, batch_schedule, train_sgd
 
@@ -203,21 +203,7 @@ class BatchNormConfig:
                 seeds=2,
             ),
             book=book,
-            full=replace(
-                book,
-                jump_steps=3000,
-                noise_batches=(2, 4, 8, 32, 128, 512),
-                noise_draws=1000,
-                track_steps=6000,
-                track_every=200,
-                small_batches=(2, 4, 8, 16, 32, 64, 128),
-                small_steps=(40000, 20000, 10000, 8000, 6000, 6000, 6000),
-                rate_steps=3000,
-                rate_every=200,
-                hessian_steps=3000,
-                hessian_examples=2000,
-                seeds=5,
-            ),
+            full=more_of(book, noise_draws=1000, seeds=8),
         )
 
 

@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from .. import hessian, models, runtime, train
 from ..data import Dataset
 from ..lanczos import lanczos_estimates, lanczos_stop, power_estimates
-from ..runtime import pick
+from ..runtime import more_of, pick
 
 TARGET = 1e-4  # relative error at which a method counts as converged
 
@@ -60,7 +60,7 @@ class EigenvaluesConfig:
             gaps=(0.5, 0.9, 0.99),
             dim=500,
         )
-        full = replace(book, starts=10, power_steps=400)
+        full = more_of(book, starts=10)
         return pick(scale, quick=quick, book=book, full=full)
 
 

@@ -16,7 +16,7 @@ from ..ensemble import EnsembleMLP, train_ensemble, train_to_loss
 from ..landscape import flatness_metrics
 from ..models import mlp
 from ..noise import minibatch_deviations, noise_stats
-from ..runtime import generator, pick
+from ..runtime import generator, more_of, pick
 
 
 @dataclass(frozen=True)
@@ -54,13 +54,7 @@ class NoiseConfig:
                 checkpoints=3,
             ),
             book=book,
-            full=replace(
-                book,
-                batch_sizes=(*(2**k for k in range(12)), 4000),
-                draws=200,
-                train_steps=20000,
-                checkpoints=20,
-            ),
+            full=more_of(book, draws=200),
         )
 
 
@@ -142,13 +136,7 @@ class EqualLossConfig:
                 noise_max_batch=16,
             ),
             book=book,
-            full=replace(
-                book,
-                seeds=8,
-                fixed_epochs=2000,
-                grid_epochs=200,
-                grid_steps=2000,
-            ),
+            full=more_of(book, seeds=8),
         )
 
     @property
@@ -392,13 +380,7 @@ class EqualStepsConfig:
                 steps=40,
             ),
             book=book,
-            full=replace(
-                book,
-                batch_sizes=(*(2**k for k in range(10)), 1000),
-                lrs=(0.015, 0.03, 0.06, 0.12, 0.24, 0.48, 0.96),
-                seeds=5,
-                steps=1000,
-            ),
+            full=more_of(book, seeds=5),
         )
 
 

@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from .. import data, hessian, models, normalize, runtime, train
 from ..data import Dataset
 from ..normalize import CenteredMLP, InputTransform
-from ..runtime import pick
+from ..runtime import more_of, pick
 
 
 def gd_steps_on_quadratic(
@@ -115,16 +115,7 @@ class NormalizationConfig:
             seeds=1,
             factor_examples=300,
         )
-        full = replace(
-            book,
-            gd_tol=1e-06,
-            logistic_steps=1000,
-            mlp_width=24,
-            hessian_examples=2000,
-            mlp_steps=6000,
-            center_steps=9000,
-            seeds=4,
-        )
+        full = more_of(book, seeds=6)
         return pick(scale, quick=quick, book=book, full=full)
 
 
