@@ -171,7 +171,7 @@ def bn_mlp(
             if isinstance(m, nn.BatchNorm1d):
                 net[i] = BatchRenorm1d(
                     m.num_features, momentum=momentum, r_max=1.0, d_max=0.0
-                )
+                ).to(m.weight.device)
     return net
 
 

@@ -101,7 +101,7 @@ class EnsembleMLP:
             layers.append(lin)
             if k < len(self.W) - 1:
                 layers.append(ACTIVATIONS[self.activation]())
-        return nn.Sequential(*layers)
+        return nn.Sequential(*layers).to(self.W[0].device)
 
     def logits(self, x: torch.Tensor) -> torch.Tensor:
         """Outputs for inputs ``(m, B, d)`` or shared ``(B, d)``."""

@@ -93,17 +93,19 @@ class HessianOperator:
         self.n_products = 0
 
     def matvec(self, v: torch.Tensor) -> torch.Tensor:
-        """``H v`` for ``v`` of shape ``(p,)``."""
+        """``H v`` for ``v`` of shape ``(p,)``, computed on the model's
+        device and returned on ``v``'s, in the model's dtype."""
         if v.shape != (self.dim,):
             raise ValueError(f"need a vector of {self.dim}, got {v.shape}")
-        v = v.to(self.dtype)
+        where = v.device
+        v = v.to(device=self.device, dtype=self.dtype)
         dot = sum(
             (g * v_part.view_as(g)).sum()
             for g, v_part in zip(self.grads, _split(v, self.params))
         )
         hv = torch.autograd.grad(dot, self.params, retain_graph=True)
         self.n_products += 1
-        return torch.cat([h.reshape(-1) for h in hv]).detach()
+        return torch.cat([h.reshape(-1) for h in hv]).detach().to(where)
 
     def as_linear_operator(self) -> LinearOperator:
         """A scipy ``LinearOperator`` (float64) around :meth:`matvec`."""
@@ -141,7 +143,7 @@ def exact_hessian(
         raise ValueError(f"chunk must be a positive count, got {chunk}")
     n = x.shape[0]
     step = n if chunk is None else chunk
-    total = torch.zeros(theta.numel(), theta.numel(), dtype=theta.dtype)
+    total = theta.new_zeros(theta.numel(), theta.numel())
     for start in range(0, n, step):
         xs, ys = x[start : start + step], y[start : start + step]
 
@@ -362,6 +364,6 @@ def kronecker_factors(
         jac = torch.stack([r[j] for r in rows], 1).double()  # (n, c, out)
         G = torch.einsum("nko,nkl,nlp->op", jac, out_hessian, jac) / n
         a = seen[m][0].detach().double()
-        a = torch.cat([a, torch.ones(n, 1, dtype=a.dtype)], 1)
+        a = torch.cat([a, a.new_ones(n, 1)], 1)
         factors.append(KroneckerFactors(a.T @ a / n, G))
     return factors

@@ -43,7 +43,8 @@ class InputTransform:
                 f"inputs have {x.shape[-1]} features, the transform was "
                 f"fitted on {self.mean.shape[0]}"
             )
-        out = (x.double() - self.mean) @ self.matrix
+        mean, matrix = self.mean.to(x.device), self.matrix.to(x.device)
+        out = (x.double() - mean) @ matrix
         return out.to(x.dtype)
 
 
@@ -82,9 +83,9 @@ def fit_transform(x: torch.Tensor, kind: str, eps: float = 0.0):
         raise ValueError(f"eps must be non-negative, got {eps}")
     d = x.shape[1]
     mean = x.double().mean(0)
-    eye = torch.eye(d, dtype=torch.float64)
+    eye = torch.eye(d, dtype=torch.float64, device=x.device)
     if kind == "raw":
-        return InputTransform(kind, torch.zeros(d, dtype=torch.float64), eye)
+        return InputTransform(kind, torch.zeros_like(mean), eye)
     if kind == "center":
         return InputTransform(kind, mean, eye)
     cov = covariance(x)
@@ -112,7 +113,8 @@ def _check_positive(values: torch.Tensor, eps: float, what: str) -> None:
 def with_bias(x: torch.Tensor) -> torch.Tensor:
     """Append a column of ones, ``(n, d) -> (n, d + 1)``, float64."""
     x = x.double()
-    return torch.cat([x, torch.ones(x.shape[0], 1, dtype=x.dtype)], 1)
+    ones = torch.ones(x.shape[0], 1, dtype=x.dtype, device=x.device)
+    return torch.cat([x, ones], 1)
 
 
 def linear_regression_hessian(
@@ -164,8 +166,13 @@ class CenteredMLP(nn.Module):
             [m for m in base if isinstance(m, nn.Linear)]
         )
         for i, lin in enumerate(self.linears[:-1]):
-            self.register_buffer(f"shift{i}", torch.zeros(lin.out_features))
-            self.register_buffer(f"scale{i}", torch.ones(lin.out_features))
+            where = lin.weight.device
+            self.register_buffer(
+                f"shift{i}", torch.zeros(lin.out_features, device=where)
+            )
+            self.register_buffer(
+                f"scale{i}", torch.ones(lin.out_features, device=where)
+            )
 
     def hidden(self, x: torch.Tensor) -> list[torch.Tensor]:
         """Raw hidden activations ``tanh(W h + b)`` before normalization."""
@@ -268,7 +275,7 @@ def train_logistic(
         raise ValueError("labels must be 0 or 1 for binary logistic loss")
     X = with_bias(x)
     t = y.double()
-    w = torch.zeros(X.shape[1], dtype=torch.float64)
+    w = torch.zeros(X.shape[1], dtype=torch.float64, device=X.device)
     rows = []
     for step in range(steps + 1):
         z = X @ w

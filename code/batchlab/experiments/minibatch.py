@@ -268,7 +268,7 @@ def sharpness(
     gen = generator(7)
     noisy = train.x_test + cfg.input_sd * torch.randn(
         train.x_test.shape, generator=gen
-    )
+    ).to(train.x_test.device)
     rows = []
     for b, lr, seed in keys:
         net = models[(b, lr, seed)]

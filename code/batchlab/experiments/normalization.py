@@ -40,7 +40,7 @@ def gd_steps_on_quadratic(
     gen = runtime.generator(seed)
     w = torch.randn(H.shape[0], generator=gen, dtype=torch.float64)
     w = (w / w.norm()).numpy()
-    step = np.eye(len(w)) - lr * H.numpy()  # w_{t+1} = (I - lr H) w_t
+    step = np.eye(len(w)) - lr * H.cpu().numpy()  # w_{t+1} = (I - lr H) w_t
     for t in range(1, max_steps + 1):
         w = step @ w
         norm = float(np.sqrt(w @ w))
@@ -160,7 +160,7 @@ def linear_table(
     row[0]["inputs"] = "shifted mean"
     spectra["shifted mean"] = shifted["raw"]
     frame = pd.DataFrame(rows + row)
-    return frame, {k: v.numpy() for k, v in spectra.items()}
+    return frame, {k: v.cpu().numpy() for k, v in spectra.items()}
 
 
 def standardized_condition(dim: int, rho: float) -> float:
