@@ -1,0 +1,267 @@
+"""Run the chapters as plain scripts at a given scale, time every cell and
+list every claim that does not hold: the survey behind the full-scale
+figures of the reproducing page and the README.
+
+    python benchmarks/bench_chapters.py [--scale full] [--jobs 2]
+        [--chapters minibatch,hessian,batchnorm,eigenvalues] [--out DIR]
+
+This is a survey, not a build. The build (``make book``) stops at the
+first claim that fails; here a failed claim is recorded and the chapter
+goes on, so one run shows all of them. Each chapter runs in a fresh
+process (``--jobs`` at a time) with ``runtime.device()`` choosing the
+device as the book does: a GPU at full scale when PyTorch sees one.
+
+It needs only the book's scientific packages and IPython: code cells are
+read from the MyST source directly, and where myst-nb is not installed
+(a bare GPU machine) ``glue`` is replaced by a recorder, since nothing is
+rendered. Per chapter it writes ``DIR/<chapter>.json`` (cell seconds,
+failed claims, peak memory), then ``DIR/survey.json`` with all of them,
+the machine and the wall time, and prints a table. The surveys quoted in
+the book are kept in ``benchmarks/results/``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import resource
+import subprocess
+import sys
+import time
+import traceback
+import types
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+CHAPTERS = ("minibatch", "hessian", "batchnorm", "eigenvalues")
+
+_FENCE = re.compile(r"^(`{3,})\{code-cell\}[^\n]*\n(.*?)^\1\s*$", re.M | re.S)
+
+
+def code_cells(markdown: str) -> list[str]:
+    """The sources of the ``{code-cell}`` blocks of a MyST page, in order,
+    without their options (``:tags:`` lines or a ``---`` YAML block)."""
+    cells = []
+    for match in _FENCE.finditer(markdown):
+        lines = match.group(2).splitlines()
+        if lines and lines[0].strip() == "---":
+            end = lines.index("---", 1)
+            lines = lines[end + 1 :]
+        else:
+            while lines and re.match(r"^:[\w-]+:", lines[0]):
+                lines = lines[1:]
+        cells.append("\n".join(lines).strip("\n"))
+    return cells
+
+
+def _glue_recorder(store: dict) -> types.ModuleType:
+    module = types.ModuleType("myst_nb")
+
+    def glue(name, value, display=True):
+        store[name] = value if isinstance(value, int | float | str) else "…"
+
+    module.glue = glue
+    return module
+
+
+def run_one(
+    name: str,
+    out: Path,
+    source: Path = ROOT / "chapters",
+    keep_going: bool = False,
+) -> dict:
+    """Execute one chapter of ``source`` in this process; record and
+    return its survey."""
+    glued: dict = {}
+    try:
+        import myst_nb  # noqa: F401
+    except ImportError:
+        sys.modules["myst_nb"] = _glue_recorder(glued)
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import torch
+    from IPython.core.interactiveshell import InteractiveShell
+
+    from batchlab import claims, runtime
+
+    failed: list[str] = []
+
+    def survey(check):
+        def wrapped(condition, message):
+            try:
+                check(condition, message)
+            except claims.ClaimFailed as err:
+                failed.append(str(err))
+
+        return wrapped
+
+    claims.check = survey(claims.check)
+    claims.check_all = survey(claims.check_all)
+
+    os.chdir(source)
+    shell = InteractiveShell.instance()
+    cells = code_cells((source / f"{name}.md").read_text())
+    seconds, errors = [], []
+    start = time.perf_counter()
+    for i, source in enumerate(cells):
+        t = time.perf_counter()
+        result = shell.run_cell(source, silent=True)
+        seconds.append(round(time.perf_counter() - t, 2))
+        if not result.success:
+            err = result.error_in_exec or result.error_before_exec
+            errors.append(
+                f"cell {i}: {type(err).__name__}: {err}" + _where(err)
+            )
+            if not keep_going:
+                break
+    record = dict(
+        chapter=name,
+        scale=runtime.current_scale().value,
+        device=str(runtime.device()),
+        gpu=(
+            torch.cuda.get_device_name()
+            if runtime.device().type == "cuda"
+            else ""
+        ),
+        threads=torch.get_num_threads(),
+        torch=torch.__version__,
+        seconds=round(time.perf_counter() - start, 1),
+        cell_seconds=seconds,
+        peak_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024,
+        peak_gpu_mb=(
+            torch.cuda.max_memory_allocated() // 2**20
+            if torch.cuda.is_available()
+            else 0
+        ),
+        claims_held=len(claims.verified()),
+        claims_failed=failed,
+        errors=errors,
+    )
+    (out / f"{name}.json").write_text(json.dumps(record, indent=1))
+    return record
+
+
+def _where(err: BaseException) -> str:
+    """The innermost frames of ``err`` inside this repository."""
+    frames = [
+        f"{Path(f.filename).name}:{f.lineno} {f.name}"
+        for f in traceback.extract_tb(err.__traceback__)
+        if str(ROOT) in f.filename or f.filename.startswith("<ipython")
+    ]
+    return (
+        (" [at " + " <- ".join(reversed(frames[-4:])) + "]") if frames else ""
+    )
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return "unknown"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--scale", default="full")
+    parser.add_argument("--chapters", default=",".join(CHAPTERS))
+    parser.add_argument("--jobs", type=int, default=1)
+    parser.add_argument("--out", default=str(ROOT / "_build" / "survey"))
+    parser.add_argument(
+        "--source",
+        default=str(ROOT / "chapters"),
+        help="folder of the MyST pages (default chapters/)",
+    )
+    parser.add_argument(
+        "--keep-going",
+        action="store_true",
+        help="after a cell fails, run the next ones too",
+    )
+    parser.add_argument("--run-one", help=argparse.SUPPRESS)
+    argv = sys.argv[1:]
+    args = parser.parse_args(argv)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    source = Path(args.source).resolve()
+    if args.run_one:
+        run_one(args.run_one, out, source, args.keep_going)
+        return
+    names = args.chapters.split(",")
+    unknown = [n for n in names if not (source / f"{n}.md").is_file()]
+    if unknown:
+        parser.error(f"no chapter named {', '.join(unknown)} in {source}")
+    if args.jobs < 1:
+        parser.error("--jobs must be at least 1")
+    env = dict(os.environ, BATCHLAB_SCALE=args.scale, MPLBACKEND="Agg")
+    env["PYTHONPATH"] = os.pathsep.join(
+        p for p in (str(ROOT / "code"), env.get("PYTHONPATH")) if p
+    )
+
+    def launch(name: str) -> dict:
+        cmd = [
+            sys.executable,
+            __file__,
+            "--run-one",
+            name,
+            "--out",
+            str(out),
+            "--source",
+            str(source),
+            *(["--keep-going"] if args.keep_going else []),
+        ]
+        done = subprocess.run(cmd, env=env, capture_output=True, text=True)
+        path = out / f"{name}.json"
+        if done.returncode != 0 or not path.is_file():
+            sys.exit(f"{name} did not run:\n{done.stderr[-3000:]}")
+        record = json.loads(path.read_text())
+        print(
+            json.dumps({k: record[k] for k in ("chapter", "seconds")}),
+            flush=True,
+        )
+        return record
+
+    start = time.perf_counter()
+    with ThreadPoolExecutor(args.jobs) as pool:
+        records = list(pool.map(launch, names))
+    wall = time.perf_counter() - start
+    first = records[0]
+    summary = dict(
+        scale=args.scale,
+        seed_set=int(os.environ.get("BATCHLAB_SEED", "0") or 0),
+        jobs=args.jobs,
+        wall_seconds=round(wall, 1),
+        date=time.strftime("%Y-%m-%d"),
+        cpus=os.cpu_count(),
+        cpu_model=_cpu_model(),
+        command=" ".join(["python", "benchmarks/bench_chapters.py", *argv]),
+        chapters=records,
+    )
+    (out / "survey.json").write_text(json.dumps(summary, indent=1))
+    print(
+        f"scale {args.scale}, device {first['device']} {first['gpu']}, "
+        f"torch {first['torch']}, {args.jobs} at a time: {wall:.0f} s wall"
+    )
+    print(
+        "| chapter | seconds | peak RSS (MB) | peak GPU (MB) | claims held "
+        "| claims failed |"
+    )
+    print("|---|---|---|---|---|---|")
+    for r in records:
+        print(
+            f"| {r['chapter']} | {r['seconds']:.0f} | {r['peak_rss_mb']} "
+            f"| {r['peak_gpu_mb']} | {r['claims_held']} "
+            f"| {len(r['claims_failed'])} |"
+        )
+    for r in records:
+        for line in r["claims_failed"] + r["errors"]:
+            print(f"{r['chapter']}: {line}")
+
+
+if __name__ == "__main__":
+    main()
