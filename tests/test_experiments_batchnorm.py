@@ -164,6 +164,24 @@ def test_effective_rate_with_and_without_batchnorm():
     assert not np.isclose(plain[-1]["growth"], plain[-1]["kicks"], rtol=0.1)
 
 
+def test_batchnorm_eps_is_what_breaks_orthogonality():
+    """w.g = eps / (var + eps) * sum(dL/dy_hat * y_hat) for a BatchNorm
+    unit: with PyTorch's eps the cosine is small but not zero; with a
+    negligible eps in float64 it vanishes to rounding."""
+    d = data.mnist1d(num_samples=500)
+    sizes = [40, 8, 6, 10]
+    default = exp.effective_rate(
+        d, sizes, "batchnorm", 4, 0.2, 30, 30, dtype=torch.float64
+    )
+    tiny = exp.effective_rate(
+        d, sizes, "batchnorm", 4, 0.2, 30, 30, eps=1e-14, dtype=torch.float64
+    )
+    assert tiny[-1]["cos"] < 1e-9 < default[-1]["cos"]
+    assert np.isclose(tiny[-1]["growth"], tiny[-1]["kicks"], rtol=1e-9)
+    with pytest.raises(ValueError, match="eps must be positive"):
+        exp.effective_rate(d, sizes, "batchnorm", 4, 0.2, 3, 1, eps=0.0)
+
+
 def test_effective_rate_control_takes_statistics_from_the_large_batch():
     d = data.mnist1d(num_samples=500)
     sizes = [40, 8, 6, 10]

@@ -584,6 +584,8 @@ def effective_rate(
     every: int,
     seed: int = 0,
     stat_batch: int | None = None,
+    eps: float | None = None,
+    dtype: torch.dtype = torch.float32,
 ) -> list[dict]:
     """Follow the incoming weight vector ``w_j`` of every first-layer unit
     during SGD, with BatchNorm (``norm="batchnorm"``: ``w_j`` is scale
@@ -594,6 +596,9 @@ def effective_rate(
     statistics come from all of them, but the loss and gradient from the
     first ``batch_size`` only: gradient noise of the small batch,
     statistics noise of the large one (a ghost-batch style control).
+    ``eps`` replaces the BatchNorm layers' own (PyTorch's ``1e-5``), which
+    makes ``w_j`` only nearly scale invariant; ``dtype`` is that of the
+    network and its inputs.
 
     Returns:
         Rows from step 0 with ``step``, ``norm2`` (mean of ``|w_j|^2``
@@ -609,14 +614,22 @@ def effective_rate(
             f"stat_batch ({stat_batch}) must be at least batch_size "
             f"({batch_size})"
         )
-    net = bn_mlp(sizes, norm, seed=seed)
+    if eps is not None and eps <= 0:
+        raise ValueError(f"eps must be positive, got {eps}")
+    net = bn_mlp(sizes, norm, seed=seed).to(dtype)
+    if eps is not None:
+        for module in net.modules():
+            if isinstance(module, torch.nn.BatchNorm1d):
+                module.eps = eps
     w = net[0].weight
     opt = torch.optim.SGD(net.parameters(), lr=lr)
     order = batch_schedule(data.n_train, forward, steps, seed)
-    x, y = data.x_train, data.y_train
-    n0 = (w.detach() ** 2).sum(1)
+    x, y = data.x_train.to(dtype), data.y_train
+    # Norms, kicks and cosines are measured in float64: the growth of
+    # |w|^2 is small against |w|^2 itself, and float32 sums would bury it.
+    n0 = (w.detach().double() ** 2).sum(1)
     rate0 = float((lr / n0).mean())
-    kicks, cos_max = torch.zeros(w.shape[0]), 0.0
+    kicks, cos_max = n0.new_zeros(w.shape[0]), 0.0
     rows = []
     for step in range(steps + 1):
         if step:
@@ -625,7 +638,7 @@ def effective_rate(
             loss = F.cross_entropy(out[:batch_size], y[idx][:batch_size])
             opt.zero_grad()
             loss.backward()
-            g, w_before = w.grad.detach(), w.detach().clone()
+            g, w_before = w.grad.detach().double(), w.detach().double()
             kicks += lr**2 * (g**2).sum(1)
             cos = (g * w_before).sum(1) / (
                 g.norm(dim=1) * w_before.norm(dim=1) + 1e-30
@@ -634,7 +647,7 @@ def effective_rate(
             opt.step()
         if step % every and step != steps:
             continue
-        n2 = (w.detach() ** 2).sum(1)
+        n2 = (w.detach().double() ** 2).sum(1)
         rate = float((lr / n2).mean())
         rows.append(
             dict(
