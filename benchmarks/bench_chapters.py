@@ -186,7 +186,7 @@ def main() -> None:
     parser.add_argument("--run-one", help=argparse.SUPPRESS)
     argv = sys.argv[1:]
     args = parser.parse_args(argv)
-    out = Path(args.out)
+    out = Path(args.out).resolve()
     out.mkdir(parents=True, exist_ok=True)
     source = Path(args.source).resolve()
     if args.run_one:

@@ -88,6 +88,23 @@ def test_survey_records_failed_claims_and_goes_on(tmp_path):
     assert line in done.stdout
 
 
+def test_survey_takes_a_relative_output_folder(tmp_path, monkeypatch):
+    (tmp_path / "page.md").write_text(PAGE)
+    monkeypatch.chdir(tmp_path)
+    done = survey(
+        "--scale",
+        "quick",
+        "--chapters",
+        "page",
+        "--source",
+        ".",
+        "--out",
+        "out",
+    )
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "out" / "survey.json").is_file()
+
+
 def test_survey_names_a_missing_chapter(tmp_path):
     done = survey("--chapters", "nosuch", "--out", str(tmp_path))
     assert done.returncode != 0 and "no chapter named nosuch" in done.stderr
