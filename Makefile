@@ -24,7 +24,7 @@ PAGEFLAGS := -n --keep-going
 # cache (and Sphinx's doctrees) away, or a stale figure gets published.
 DEPS   := $(shell find code -type f \( -name '*.py' -o -name '*.mplstyle' \) | sort) requirements.txt pyproject.toml
 
-.PHONY: help venv cache-check book chapter robust test test-fast lint bench bench-build bench-threads pdf pdf-check clean
+.PHONY: help venv cache-check book chapter robust test test-fast lint bench bench-build bench-threads survey pdf pdf-check clean
 
 help:
 	@echo "make book      execute every chapter and build the HTML (_build/html)"
@@ -36,6 +36,8 @@ help:
 	@echo "make lint      ruff on code/, tests/ and benchmarks/"
 	@echo "make bench     the ratio benchmarks (tables on stdout)"
 	@echo "make bench-build / bench-threads   build time and thread benchmarks"
+	@echo "make survey    every chapter as a script at SCALE (SCALE=full for the"
+	@echo "               full records), timed, listing every failed claim"
 	@echo "make clean     remove the build (keeps .venv)"
 	@echo "SCALE=quick|book|full chooses the experiment size (default book)"
 
@@ -111,6 +113,13 @@ bench-build: $(STAMP)
 
 bench-threads: $(STAMP)
 	$(BIN)/python benchmarks/bench_threads.py --scale $(SCALE)
+
+# The chapters as scripts, one process each, two at a time; unlike the
+# build it goes on past a failed claim and lists them all. SCALE defaults
+# to book here as everywhere: run `make survey SCALE=full`.
+survey: $(STAMP)
+	$(BIN)/python benchmarks/bench_chapters.py --scale $(SCALE) --jobs 2 \
+	  --out $(BUILD)/survey
 
 # Debian packages `make pdf` needs (the test suite reads this list too).
 PDF_DEBS := texlive-xetex texlive-latex-extra texlive-fonts-extra \

@@ -1,0 +1,107 @@
+"""Recorded chapter surveys for the reproducing page.
+
+``benchmarks/bench_chapters.py`` runs every chapter as a script and
+writes a ``survey.json``: the machine, the device, the seconds of each
+chapter and every claim that did not hold. Runs the book build cannot
+repeat (on a GPU, at full scale, on another machine) are kept in
+``benchmarks/results/`` and shown by the reproducing page as what they
+are: records of a past run, with the command and date that made them.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+
+#: Keys every recorded survey must have.
+REQUIRED = (
+    "scale",
+    "jobs",
+    "wall_seconds",
+    "date",
+    "cpus",
+    "command",
+    "chapters",
+)
+_CHAPTER_KEYS = ("chapter", "device", "seconds", "claims_failed", "errors")
+
+
+def read(path: Path | str) -> dict:
+    """One recorded survey, checked for the keys the page reads.
+
+    Raises:
+        ValueError: not JSON, or a key is missing (the file is named).
+    """
+    path = Path(path)
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{path.name} is not a survey: {err}") from None
+    missing = [k for k in REQUIRED if k not in record]
+    for chapter in record.get("chapters", []):
+        missing += [k for k in _CHAPTER_KEYS if k not in chapter]
+    if missing or not record.get("chapters"):
+        raise ValueError(
+            f"{path.name} is not a survey of bench_chapters.py: missing "
+            f"{sorted(set(missing)) or ['chapters']}"
+        )
+    return record
+
+
+def _machine(record: dict) -> str:
+    gpus = {c.get("gpu") for c in record["chapters"]} - {"", None}
+    where = " and ".join(sorted(gpus)) if gpus else "CPU only"
+    return f"{record['cpus']} CPUs, {where}"
+
+
+def table(folder: Path | str) -> pd.DataFrame:
+    """One row per recorded survey in ``folder`` (``*.json``, by name):
+    its date, machine, device, seed set, chapters run at once, the
+    seconds of each chapter and of the whole run, and how many claims
+    failed (or cells broke)."""
+    rows = []
+    for path in sorted(Path(folder).glob("*.json")):
+        record = read(path)
+        devices = sorted({c["device"] for c in record["chapters"]})
+        row = {
+            "record": path.stem,
+            "date": record["date"],
+            "machine": _machine(record),
+            "device": ", ".join(devices),
+            "seed set": record.get("seed_set", 0),
+            "at once": record["jobs"],
+        }
+        for chapter in record["chapters"]:
+            row[f"{chapter['chapter']} (s)"] = chapter["seconds"]
+        row["wall (s)"] = record["wall_seconds"]
+        row["failed"] = sum(
+            len(c["claims_failed"]) + len(c["errors"])
+            for c in record["chapters"]
+        )
+        rows.append(row)
+    if not rows:
+        raise ValueError(f"no recorded survey (*.json) in {folder}")
+    return pd.DataFrame(rows)
+
+
+def failures(folder: Path | str) -> list[str]:
+    """``record, chapter: message`` for every failed claim or broken
+    cell of the recorded surveys, then each record's ``note``."""
+    lines = []
+    for path in sorted(Path(folder).glob("*.json")):
+        record = read(path)
+        for chapter in record["chapters"]:
+            for message in chapter["claims_failed"] + chapter["errors"]:
+                lines.append(f"{path.stem}, {chapter['chapter']}: {message}")
+    return lines
+
+
+def notes(folder: Path | str) -> dict[str, str]:
+    """The ``note`` of each record that has one, by record name."""
+    return {
+        path.stem: read(path)["note"]
+        for path in sorted(Path(folder).glob("*.json"))
+        if read(path).get("note")
+    }

@@ -1,0 +1,98 @@
+"""booktools.surveys: the recorded surveys the reproducing page shows."""
+
+import json
+
+import pytest
+
+from booktools import surveys
+
+
+def chapter(name, seconds, failed=(), errors=(), device="cpu", gpu=""):
+    return dict(
+        chapter=name,
+        device=device,
+        gpu=gpu,
+        seconds=seconds,
+        claims_failed=list(failed),
+        errors=list(errors),
+    )
+
+
+def record(chapters, **extra):
+    return dict(
+        scale="full",
+        jobs=2,
+        wall_seconds=12.5,
+        date="2026-11-28",
+        cpus=2,
+        command="python benchmarks/bench_chapters.py",
+        chapters=chapters,
+        **extra,
+    )
+
+
+def test_table_rows_columns_and_counts(tmp_path):
+    (tmp_path / "a-cpu.json").write_text(
+        json.dumps(
+            record(
+                [
+                    chapter("minibatch", 10.0),
+                    chapter("hessian", 5.0, ["x holds"]),
+                ]
+            )
+        )
+    )
+    (tmp_path / "b-gpu.json").write_text(
+        json.dumps(
+            record(
+                [
+                    chapter(
+                        "minibatch", 7.0, device="cuda", gpu="NVIDIA H200"
+                    ),
+                    chapter(
+                        "hessian",
+                        4.0,
+                        errors=["cell 3: boom"],
+                        device="cuda",
+                        gpu="NVIDIA H200",
+                    ),
+                ],
+                seed_set=1,
+                note="before the fix",
+            )
+        )
+    )
+    (tmp_path / "README.md").write_text("not a record")
+    t = surveys.table(tmp_path)
+    assert list(t["record"]) == ["a-cpu", "b-gpu"]
+    assert list(t["failed"]) == [1, 1]
+    assert list(t["seed set"]) == [0, 1]
+    assert list(t["minibatch (s)"]) == [10.0, 7.0]
+    assert t.loc[1, "machine"] == "2 CPUs, NVIDIA H200"
+    assert t.loc[0, "machine"] == "2 CPUs, CPU only"
+    assert t.loc[1, "device"] == "cuda"
+    assert surveys.failures(tmp_path) == [
+        "a-cpu, hessian: x holds",
+        "b-gpu, hessian: cell 3: boom",
+    ]
+    assert surveys.notes(tmp_path) == {"b-gpu": "before the fix"}
+
+
+def test_bad_records_are_named(tmp_path):
+    (tmp_path / "broken.json").write_text("{not json")
+    with pytest.raises(ValueError, match="broken.json is not a survey"):
+        surveys.table(tmp_path)
+    (tmp_path / "broken.json").write_text(json.dumps({"scale": "full"}))
+    with pytest.raises(ValueError, match="broken.json .*missing"):
+        surveys.table(tmp_path)
+    (tmp_path / "broken.json").unlink()
+    with pytest.raises(ValueError, match="no recorded survey"):
+        surveys.table(tmp_path)
+
+
+def test_the_books_records_are_readable():
+    from pathlib import Path
+
+    folder = Path(__file__).resolve().parents[1] / "benchmarks" / "results"
+    t = surveys.table(folder)
+    assert (t["date"].str.len() == 10).all() and len(t) >= 1
