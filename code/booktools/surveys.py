@@ -50,32 +50,31 @@ def read(path: Path | str) -> dict:
     return record
 
 
-def _machine(record: dict) -> str:
-    gpus = {c.get("gpu") for c in record["chapters"]} - {"", None}
-    where = " and ".join(sorted(gpus)) if gpus else "CPU only"
-    return f"{record['cpus']} CPUs, {where}"
+def _device(record: dict) -> str:
+    devices = sorted({c["device"] for c in record["chapters"]})
+    gpus = sorted({c.get("gpu") for c in record["chapters"]} - {"", None})
+    return ", ".join(devices) + (f" ({', '.join(gpus)})" if gpus else "")
 
 
 def table(folder: Path | str) -> pd.DataFrame:
     """One row per recorded survey in ``folder`` (``*.json``, by name):
-    its date, machine, device, seed set, chapters run at once, the
-    seconds of each chapter and of the whole run, and how many claims
-    failed (or cells broke)."""
+    its date, CPUs, device (with the GPU's name), seed set, chapters run
+    at once, the seconds of each chapter and of the whole run, and how
+    many claims failed (or cells broke)."""
     rows = []
     for path in sorted(Path(folder).glob("*.json")):
         record = read(path)
-        devices = sorted({c["device"] for c in record["chapters"]})
         row = {
             "record": path.stem,
             "date": record["date"],
-            "machine": _machine(record),
-            "device": ", ".join(devices),
+            "CPUs": record["cpus"],
+            "device": _device(record),
             "seed set": record.get("seed_set", 0),
             "at once": record["jobs"],
         }
         for chapter in record["chapters"]:
-            row[f"{chapter['chapter']} (s)"] = chapter["seconds"]
-        row["wall (s)"] = record["wall_seconds"]
+            row[chapter["chapter"]] = chapter["seconds"]
+        row["all"] = record["wall_seconds"]
         row["failed"] = sum(
             len(c["claims_failed"]) + len(c["errors"])
             for c in record["chapters"]
