@@ -12,12 +12,12 @@ process (``--jobs`` at a time) with ``runtime.device()`` choosing the
 device as the book does: a GPU at full scale when PyTorch sees one.
 
 It needs only the book's scientific packages and IPython: code cells are
-read from the MyST source directly, and where myst-nb is not installed
-(a bare GPU machine) ``glue`` is replaced by a recorder, since nothing is
-rendered. Per chapter it writes ``DIR/<chapter>.json`` (cell seconds,
-failed claims, peak memory), then ``DIR/survey.json`` with all of them,
-the machine and the wall time, and prints a table. The surveys quoted in
-the book are kept in ``benchmarks/results/``.
+read from the MyST source (:func:`booktools.myst.code_cells`), and where
+myst-nb is not installed (a bare GPU machine) ``glue`` does nothing, since
+nothing is rendered. Per chapter it writes ``DIR/<chapter>.json`` (cell
+seconds, failed claims, peak memory), then ``DIR/survey.json`` with all
+of them, the machine and the wall time, and prints a table. The surveys
+quoted in the book are kept in ``benchmarks/results/``.
 """
 
 from __future__ import annotations
@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import resource
 import subprocess
 import sys
@@ -38,32 +37,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 CHAPTERS = ("minibatch", "hessian", "batchnorm", "eigenvalues")
 
-_FENCE = re.compile(r"^(`{3,})\{code-cell\}[^\n]*\n(.*?)^\1\s*$", re.M | re.S)
 
-
-def code_cells(markdown: str) -> list[str]:
-    """The sources of the ``{code-cell}`` blocks of a MyST page, in order,
-    without their options (``:tags:`` lines or a ``---`` YAML block)."""
-    cells = []
-    for match in _FENCE.finditer(markdown):
-        lines = match.group(2).splitlines()
-        if lines and lines[0].strip() == "---":
-            end = lines.index("---", 1)
-            lines = lines[end + 1 :]
-        else:
-            while lines and re.match(r"^:[\w-]+:", lines[0]):
-                lines = lines[1:]
-        cells.append("\n".join(lines).strip("\n"))
-    return cells
-
-
-def _glue_recorder(store: dict) -> types.ModuleType:
+def _glue_stub() -> types.ModuleType:
+    """A ``myst_nb`` whose ``glue`` does nothing: nothing is rendered."""
     module = types.ModuleType("myst_nb")
-
-    def glue(name, value, display=True):
-        store[name] = value if isinstance(value, int | float | str) else "…"
-
-    module.glue = glue
+    module.glue = lambda name, value, display=True: None
     return module
 
 
@@ -75,11 +53,10 @@ def run_one(
 ) -> dict:
     """Execute one chapter of ``source`` in this process; record and
     return its survey."""
-    glued: dict = {}
     try:
         import myst_nb  # noqa: F401
     except ImportError:
-        sys.modules["myst_nb"] = _glue_recorder(glued)
+        sys.modules["myst_nb"] = _glue_stub()
     import matplotlib
 
     matplotlib.use("Agg")
@@ -87,6 +64,7 @@ def run_one(
     from IPython.core.interactiveshell import InteractiveShell
 
     from batchlab import claims, runtime
+    from booktools.myst import code_cells
 
     failed: list[str] = []
 

@@ -11,6 +11,8 @@ from pathlib import Path
 import jupytext
 import pytest
 
+from booktools.myst import code_cells
+
 ROOT = Path(__file__).resolve().parents[1]
 spec = importlib.util.spec_from_file_location(
     "bench_chapters", ROOT / "benchmarks" / "bench_chapters.py"
@@ -28,7 +30,7 @@ def test_code_cells_match_jupytext(page):
     expected = [
         c.source.strip("\n") for c in notebook.cells if c.cell_type == "code"
     ]
-    assert bench.code_cells(text) == expected
+    assert code_cells(text) == expected
 
 
 PAGE = """# A test page

@@ -16,15 +16,15 @@ from __future__ import annotations
 
 import ast
 import importlib.util
-import re
 from html import escape
 from pathlib import Path
 
 from sphinx.application import Sphinx
 
+from .myst import code_cells
+
 PACKAGE = "batchlab"
 SOURCE_DIR = "_source"
-CELL = re.compile(r"^```\{code-cell\}[^\n]*\n(.*?)^```", re.S | re.M)
 
 
 def package_root(package: str = PACKAGE) -> Path:
@@ -52,14 +52,12 @@ def module_files(package: str = PACKAGE) -> dict[str, Path]:
 
 def _cells_code(markdown: str) -> str:
     """The code cells of a MyST notebook, magics and shell lines dropped."""
-    lines = []
-    for cell in CELL.findall(markdown):
-        for line in cell.splitlines():
-            stripped = line.lstrip()
-            if stripped.startswith(("%", "!", ":")):
-                continue  # magics, shell escapes, cell options
-            lines.append(line)
-    return "\n".join(lines)
+    return "\n".join(
+        line
+        for cell in code_cells(markdown)
+        for line in cell.splitlines()
+        if not line.lstrip().startswith(("%", "!"))  # magics, shell escapes
+    )
 
 
 def imported_modules(

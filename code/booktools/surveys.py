@@ -56,16 +56,27 @@ def _device(record: dict) -> str:
     return ", ".join(devices) + (f" ({', '.join(gpus)})" if gpus else "")
 
 
+def records(folder: Path | str) -> list[tuple[str, dict]]:
+    """``(name, survey)`` for every ``*.json`` in ``folder``, by name.
+
+    Raises:
+        ValueError: there is none, or one is not a survey.
+    """
+    found = [(p.stem, read(p)) for p in sorted(Path(folder).glob("*.json"))]
+    if not found:
+        raise ValueError(f"no recorded survey (*.json) in {folder}")
+    return found
+
+
 def table(folder: Path | str) -> pd.DataFrame:
     """One row per recorded survey in ``folder`` (``*.json``, by name):
     its date, CPUs, device (with the GPU's name), seed set, chapters run
     at once, the seconds of each chapter and of the whole run, and how
     many claims failed (or cells broke)."""
     rows = []
-    for path in sorted(Path(folder).glob("*.json")):
-        record = read(path)
+    for name, record in records(folder):
         row = {
-            "record": path.stem,
+            "record": name,
             "date": record["date"],
             "CPUs": record["cpus"],
             "device": _device(record),
@@ -80,27 +91,24 @@ def table(folder: Path | str) -> pd.DataFrame:
             for c in record["chapters"]
         )
         rows.append(row)
-    if not rows:
-        raise ValueError(f"no recorded survey (*.json) in {folder}")
     return pd.DataFrame(rows)
 
 
 def failures(folder: Path | str) -> list[str]:
     """``record, chapter: message`` for every failed claim or broken
-    cell of the recorded surveys, then each record's ``note``."""
-    lines = []
-    for path in sorted(Path(folder).glob("*.json")):
-        record = read(path)
-        for chapter in record["chapters"]:
-            for message in chapter["claims_failed"] + chapter["errors"]:
-                lines.append(f"{path.stem}, {chapter['chapter']}: {message}")
-    return lines
+    cell of the recorded surveys."""
+    return [
+        f"{name}, {chapter['chapter']}: {message}"
+        for name, record in records(folder)
+        for chapter in record["chapters"]
+        for message in chapter["claims_failed"] + chapter["errors"]
+    ]
 
 
 def notes(folder: Path | str) -> dict[str, str]:
     """The ``note`` of each record that has one, by record name."""
     return {
-        path.stem: read(path)["note"]
-        for path in sorted(Path(folder).glob("*.json"))
-        if read(path).get("note")
+        name: record["note"]
+        for name, record in records(folder)
+        if record.get("note")
     }
