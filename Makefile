@@ -24,13 +24,16 @@ PAGEFLAGS := -n --keep-going
 # cache (and Sphinx's doctrees) away, or a stale figure gets published.
 DEPS   := $(shell find code -type f \( -name '*.py' -o -name '*.mplstyle' \) | sort) requirements.txt pyproject.toml
 
-.PHONY: help venv cache-check book chapter robust test test-fast lint bench bench-build bench-threads survey pdf pdf-check clean
+.PHONY: help venv cache-check book chapter robust ledger test test-fast lint bench bench-build bench-threads survey pdf pdf-check clean
 
 help:
 	@echo "make book      execute every chapter and build the HTML (_build/html)"
 	@echo "make test      run the test suite"
 	@echo "make chapter NAME=hessian   rebuild one chapter alone (fast)"
 	@echo "make robust    the book again with seed sets 1 and 2 (every claim must hold)"
+	@echo "make ledger    every claim under 10 seed sets and its section's variants"
+	@echo "               (CHAPTERS=minibatch SECTIONS=noise for a part; recorded in"
+	@echo "               benchmarks/results/ledger/)"
 	@echo "make pdf       the book and, per chapter, a student handout and an"
 	@echo "               instructor edition (with solutions), as PDF (_build/pdf)"
 	@echo "make lint      ruff on code/, tests/ and benchmarks/"
@@ -89,6 +92,18 @@ robust: $(STAMP)
 	    || failed="$$failed $$s"; \
 	done; \
 	if [ -n "$$failed" ]; then echo "make robust: seed sets$$failed failed"; exit 1; fi
+
+# The robustness ledger (booktools.ledger): every claim rerun under
+# LEDGER_SEEDS seed sets and every variant of its section, without a
+# notebook; a recorded run, refreshed whenever a section changes.
+LEDGER_SEEDS ?= 10
+LEDGER_JOBS ?= $(shell nproc 2>/dev/null || echo 2)
+ledger: $(STAMP)
+	$(BIN)/python -m booktools.ledger --seed-sets $(LEDGER_SEEDS) \
+	  --jobs $(LEDGER_JOBS) \
+	  $(if $(CHAPTERS),--chapters $(CHAPTERS)) \
+	  $(if $(SECTIONS),--sections $(SECTIONS)) \
+	  $(if $(VARIANTS),--variants $(VARIANTS))
 
 test: $(STAMP)
 	$(BIN)/python -m pytest

@@ -69,9 +69,9 @@ def run_one(
     failed: list[str] = []
 
     def survey(check):
-        def wrapped(condition, message):
+        def wrapped(*args):
             try:
-                check(condition, message)
+                check(*args)
             except claims.ClaimFailed as err:
                 failed.append(str(err))
 
@@ -79,6 +79,7 @@ def run_one(
 
     claims.check = survey(claims.check)
     claims.check_all = survey(claims.check_all)
+    claims.verify = survey(claims.verify)
 
     os.chdir(source)
     shell = InteractiveShell.instance()

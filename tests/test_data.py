@@ -154,3 +154,43 @@ def test_synthetic_regression_is_deterministic_and_validates():
         data.synthetic_regression(10, torch.zeros(3, 3))
     with pytest.raises(ValueError, match="square"):
         data.synthetic_regression(10, torch.zeros(3, 2))
+
+
+def test_digits_are_scikit_learns_images_split_by_the_seed(no_network):
+    from sklearn.datasets import load_digits
+
+    raw = load_digits()
+    d = data.digits(seed=0, device="cpu")
+    assert d.x_train.shape == (1438, 64) and d.x_test.shape == (359, 64)
+    assert d.x_train.dtype == torch.float32 and d.y_train.dtype == torch.int64
+    assert d.n_classes == 10 and float(d.x_train.max()) == 1.0
+    # every image appears once, as scikit-learn has it (pixels / 16)
+    both = torch.cat([d.x_train, d.x_test]).numpy() * 16
+    labels = torch.cat([d.y_train, d.y_test]).numpy()
+    order = np.lexsort(both.T[::-1])
+    want = np.lexsort(raw.data.T[::-1])
+    np.testing.assert_array_equal(both[order], raw.data[want])
+    np.testing.assert_array_equal(labels[order], raw.target[want])
+    again = data.digits(seed=0, device="cpu")
+    assert torch.equal(again.x_train, d.x_train)
+    other = data.digits(seed=1, device="cpu")
+    assert not torch.equal(other.y_test, d.y_test)
+
+
+def test_digits_follow_the_seed_set(monkeypatch):
+    first = data.digits(device="cpu")
+    monkeypatch.setenv("BATCHLAB_SEED", "1")
+    second = data.digits(device="cpu")
+    assert not torch.equal(first.y_train, second.y_train)
+
+
+def test_digits_as_images_and_by_name():
+    images = data.load("digits-8x8", device="cpu")
+    flat = data.load("digits", device="cpu")
+    assert images.x_train.shape == (1438, 1, 8, 8)
+    assert torch.equal(images.x_train.reshape(1438, 64), flat.x_train)
+    assert data.load("mnist1d", device="cpu").n_features == 40
+    with pytest.raises(ValueError, match="unknown data set"):
+        data.load("cifar10")
+    with pytest.raises(ValueError, match="test_fraction"):
+        data.digits(test_fraction=1.0)

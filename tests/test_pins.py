@@ -24,3 +24,15 @@ def test_installed_versions_reports_missing():
     found = pins.installed_versions(["pytest", "surely-not-installed-x"])
     assert found["pytest"] == pytest.__version__
     assert found["surely-not-installed-x"] == "missing"
+
+
+def test_the_package_version_is_the_projects():
+    import tomllib
+    from pathlib import Path
+
+    import batchlab
+
+    project = tomllib.loads(
+        (Path(__file__).parents[1] / "pyproject.toml").read_text()
+    )["project"]
+    assert batchlab.__version__ == project["version"]

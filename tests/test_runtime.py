@@ -1,4 +1,6 @@
+import dataclasses
 import os
+import typing
 
 import numpy as np
 import pytest
@@ -239,3 +241,103 @@ def test_device_override_and_its_errors(monkeypatch):
         monkeypatch.setenv(runtime.DEVICE_VAR, "cuda")
         with pytest.raises(ValueError, match="no GPU"):
             runtime.device()
+
+
+# --------------------------------------------------------------------------
+# Variants
+
+
+@dataclasses.dataclass(frozen=True)
+class Toy:
+    sizes: tuple = (40, 100, 100, 10)
+    steps: int = 300
+    epochs: float = 1.5
+    lr: float = 0.05
+    momentum: float = 0.0
+    n_train: int = 1000
+    dataset: str = "mnist1d"
+    RATE_FIELDS: typing.ClassVar = ("lr",)
+    DATA_FIELDS: typing.ClassVar = ("n_train",)
+    VARIANTS: typing.ClassVar = {
+        "longer": runtime.Longer("steps", "epochs"),
+        "wider": runtime.Wider("sizes", factor=3),
+        "rate": runtime.Rate(lr=0.1),
+        "digits": runtime.Digits(sizes=(64, 100, 100, 10), n_train=800),
+    }
+
+
+def changed(a, b) -> dict:
+    return {
+        f.name: getattr(b, f.name)
+        for f in dataclasses.fields(a)
+        if getattr(a, f.name) != getattr(b, f.name)
+    }
+
+
+def test_each_variant_changes_only_its_own_fields():
+    book = Toy()
+    found = runtime.variants_of(book)
+    assert list(found) == ["longer", "wider", "rate", "digits"]
+    assert changed(book, found["longer"]) == {"steps": 900, "epochs": 4.5}
+    assert isinstance(found["longer"].steps, int)
+    assert changed(book, found["wider"]) == {"sizes": (40, 300, 300, 10)}
+    assert changed(book, found["rate"]) == {"lr": 0.1}
+    assert changed(book, found["digits"]) == {
+        "sizes": (64, 100, 100, 10),
+        "n_train": 800,
+        "dataset": "digits",
+    }
+
+
+def test_a_rate_variant_refuses_a_field_that_is_no_rate():
+    bad = dataclasses.replace(Toy())
+    with pytest.raises(ValueError, match="only the rates"):
+        runtime.Rate(lr=0.1, momentum=0.9).apply(bad)
+    with pytest.raises(ValueError, match="unchanged"):
+        runtime.Rate(lr=0.05).apply(bad)
+
+
+def test_a_digits_variant_changes_only_the_data_and_input_width():
+    with pytest.raises(ValueError, match="something else"):
+        runtime.Digits(sizes=(64, 200, 100, 10)).apply(Toy())
+    with pytest.raises(ValueError, match="something else"):
+        runtime.Digits(steps=10).apply(Toy())
+    with pytest.raises(ValueError, match="digits or digits-8x8"):
+        runtime.Digits(dataset="cifar")
+
+
+def test_wider_and_longer_validate_what_they_multiply():
+    with pytest.raises(ValueError, match="integer from 2 to 4"):
+        runtime.Wider("sizes", factor=8)
+    with pytest.raises(ValueError, match="lacks"):
+        runtime.Longer("epoch").apply(Toy())
+    with pytest.raises(ValueError, match="multiplies numbers"):
+        runtime.Longer("dataset").apply(Toy())
+    with pytest.raises(ValueError, match="layer sizes"):
+        runtime.Wider("sizes").apply(dataclasses.replace(Toy(), sizes=(4, 2)))
+
+
+def test_variants_must_be_filed_under_their_own_name():
+    @dataclasses.dataclass(frozen=True)
+    class Misfiled(Toy):
+        VARIANTS: typing.ClassVar = {"wider": runtime.Longer("steps")}
+
+    with pytest.raises(ValueError, match="must be a wider variant"):
+        runtime.variants_of(Misfiled())
+
+    @dataclasses.dataclass(frozen=True)
+    class Unknown(Toy):
+        VARIANTS: typing.ClassVar = {"deeper": runtime.Longer("steps")}
+
+    with pytest.raises(ValueError, match="unknown variants"):
+        runtime.variants_of(Unknown())
+    assert runtime.variants_of(dataclasses.replace(Toy())) != {}
+
+
+def test_every_section_of_the_book_has_valid_variants():
+    from batchlab import claims
+
+    for _, module, _ in claims.registry().values():
+        book = module.Config.for_scale("book")
+        for name, cfg in runtime.variants_of(book).items():
+            assert cfg != book, f"{module.__name__}: {name} changes nothing"

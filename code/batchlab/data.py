@@ -5,6 +5,11 @@
   ``get_dataset`` would try to download a pickle, so it is never used.
   The generated arrays are kept in a local cache (:func:`cache_dir`), so
   that each chapter does not spend two seconds generating them again.
+* :func:`digits` gives the real handwritten digits that ship inside
+  scikit-learn (``load_digits``: 1797 images of 8x8 pixels, no
+  download), split into training and test examples by a seeded draw.
+* :func:`load` gives either by name, as a configuration's ``dataset``
+  field says.
 * :func:`synthetic_regression` draws Gaussian inputs with a chosen
   covariance and a linear target with noise.
 """
@@ -21,6 +26,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from mnist1d.data import get_dataset_args, make_dataset
+from sklearn.datasets import load_digits
 
 from . import runtime
 
@@ -180,6 +186,73 @@ def mnist1d(
         torch.as_tensor(xt, dtype=torch.float32),
         torch.as_tensor(yt, dtype=torch.int64),
     ).to(device or runtime.device())
+
+
+DIGITS_PIXELS = 16.0  # load_digits' pixels are counts from 0 to 16
+
+
+@lru_cache(maxsize=1)
+def _digits_arrays() -> tuple[np.ndarray, np.ndarray]:
+    raw = load_digits()
+    return raw.images.astype(np.float32), raw.target.astype(np.int64)
+
+
+def digits(
+    seed: int = 0,
+    test_fraction: float = 0.2,
+    flatten: bool = True,
+    device: torch.device | str | None = None,
+) -> Dataset:
+    """scikit-learn's handwritten digits (UCI; 1797 images of 8x8 pixels,
+    10 classes), bundled with the package: nothing is downloaded.
+
+    Pixels are divided by 16, so they lie in ``[0, 1]``, as they were
+    recorded, not standardized (three pixels are zero in every image).
+
+    Args:
+        seed: seed of the split (offset by the seed set, as for every
+            draw of :mod:`batchlab`): a random permutation of the images,
+            the first ``1 - test_fraction`` for training.
+        test_fraction: share of the images held out, in ``(0, 1)``.
+        flatten: inputs of shape ``(n, 64)`` for an MLP; ``False`` keeps
+            images, ``(n, 1, 8, 8)``, for a convolutional network.
+        device: where the tensors live; ``runtime.device()`` when omitted.
+
+    Returns:
+        A :class:`Dataset` of float32 inputs and int64 labels.
+    """
+    if not 0 < test_fraction < 1:
+        raise ValueError(
+            f"test_fraction must lie strictly between 0 and 1, got "
+            f"{test_fraction}"
+        )
+    images, labels = _digits_arrays()
+    order = runtime.rng(seed).permutation(len(labels))
+    n_test = max(1, round(test_fraction * len(labels)))
+    train, test = order[n_test:], order[:n_test]
+    x = torch.as_tensor(images / DIGITS_PIXELS)
+    x = x.reshape(len(labels), -1) if flatten else x[:, None]
+    y = torch.as_tensor(labels)
+    return Dataset(x[train], y[train], x[test], y[test]).to(
+        device or runtime.device()
+    )
+
+
+def load(name: str, device: torch.device | str | None = None) -> Dataset:
+    """The data set a configuration names: ``"mnist1d"`` (:func:`mnist1d`
+    with its defaults), ``"digits"`` (:func:`digits`, flattened) or
+    ``"digits-8x8"`` (:func:`digits` as images).
+
+    Raises:
+        ValueError: another name.
+    """
+    if name == "mnist1d":
+        return mnist1d(device=device)
+    if name in ("digits", "digits-8x8"):
+        return digits(flatten=name == "digits", device=device)
+    raise ValueError(
+        f"unknown data set {name!r}: use one of {runtime.DATASETS}"
+    )
 
 
 def correlated_covariance(

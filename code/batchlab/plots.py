@@ -18,6 +18,7 @@ import math
 from collections.abc import Sequence
 from pathlib import Path
 
+import matplotlib as mpl
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
@@ -214,13 +215,22 @@ def over_seeds(
     kwargs: dict = {}
     if hue:
         palette = ordered_palette(frame[hue])
-        kwargs = dict(hue=hue, hue_order=list(palette), palette=palette)
+        order = list(palette)
+        kwargs = dict(
+            hue=hue,
+            hue_order=order,
+            palette=palette,
+            style=hue,
+            style_order=order,
+            dashes=dict(zip(order, _seaborn_dashes(len(order)))),
+            markers=dict(zip(order, (MARKERS * len(order))[: len(order)])),
+        )
     sns.lineplot(
         data=frame,
         x=x,
         y=y,
         errorbar="sd",
-        marker="o",
+        marker=None if hue else "o",
         ax=ax,
         legend="full" if hue else False,
         **kwargs,
@@ -230,7 +240,113 @@ def over_seeds(
     if logy:
         ax.set_yscale("log")
     if hue:
-        ax.legend(title=label or hue)
+        sorted_legend(ax, title=label or hue)
+    return ax
+
+
+def _seaborn_dashes(n: int) -> list:
+    # seaborn's dash specs: "" is solid, then (on, off, ...) lengths.
+    specs = ["", (4, 1.5), (1, 1), (3, 1.25, 1.5, 1.25), (5, 1, 1, 1, 1, 1)]
+    return (specs * n)[:n]
+
+
+def plain_log(
+    ax: Axes, axis: str = "y", subs: Sequence[float] = (1, 2, 5)
+) -> Axes:
+    """Plain numbers (``0.5``, ``20``), not powers of ten, as the tick
+    labels of a log axis, at ``subs`` times each power of ten.
+
+    Raises:
+        ValueError: ``axis`` is not ``"x"`` or ``"y"``.
+    """
+    if axis not in ("x", "y"):
+        raise ValueError(f"axis must be 'x' or 'y', got {axis!r}")
+    target = ax.yaxis if axis == "y" else ax.xaxis
+    target.set_major_locator(mpl.ticker.LogLocator(subs=tuple(subs)))
+    target.set_major_formatter(mpl.ticker.FuncFormatter(lambda v, _: f"{v:g}"))
+    target.set_minor_formatter(mpl.ticker.NullFormatter())
+    return ax
+
+
+#: Line styles given to the levels of a hue in order, so that lines of
+#: one colour family stay apart in grayscale print.
+DASHES = ("-", "--", ":", "-.", (0, (5, 1, 1, 1, 1, 1)), (0, (1, 3)))
+MARKERS = ("o", "s", "^", "D", "v", "P")
+
+
+def styles(levels: Sequence) -> dict:
+    """A line style and a marker per level, in the levels' sorted order:
+    ``{level: dict(linestyle=..., marker=...)}``."""
+    keys = sorted(set(levels), key=_order_key)
+    return {
+        k: dict(
+            linestyle=DASHES[i % len(DASHES)], marker=MARKERS[i % len(MARKERS)]
+        )
+        for i, k in enumerate(keys)
+    }
+
+
+def _order_key(value):
+    return (0, float(value), "") if _is_number(value) else (1, 0.0, str(value))
+
+
+def _is_number(value) -> bool:
+    try:
+        float(value)
+    except (TypeError, ValueError):
+        return False
+    return True
+
+
+def sorted_legend(ax: Axes, title: str | None = None) -> Axes:
+    """The legend with its entries in numerical (or alphabetical) order
+    of their labels, and reference lines (dashed grey) last."""
+    handles, labels = ax.get_legend_handles_labels()
+    if not handles:
+        return ax
+    pairs = sorted(zip(labels, handles), key=lambda p: _order_key(p[0]))
+    ax.legend([h for _, h in pairs], [lab for lab, _ in pairs], title=title)
+    return ax
+
+
+def variance_law(ax: Axes, frame: pd.DataFrame) -> Axes:
+    """Measured minibatch-gradient variance (points) and the exact law
+    (lines) against the batch size, one style per ``point`` of training;
+    ``frame`` has columns ``point``, ``B``, ``measured`` and ``law``."""
+    _require(frame, ["point", "B", "measured", "law"])
+    looks = dict(zip(pd.unique(frame["point"]), DASHES))
+    for point, part in frame.groupby("point", sort=False):
+        part = part.sort_values("B")
+        (dots,) = ax.plot(
+            part["B"], part["measured"], "o", label=f"measured, {point}"
+        )
+        ax.plot(
+            part["B"],
+            part["law"],
+            color=dots.get_color(),
+            linestyle=looks[point],
+            label=f"law, {point}",
+        )
+    ax.set(xscale="log", yscale="log", xlabel="batch size B")
+    ax.set_ylabel(r"E$\,|g_B - G|^2$")
+    plain_log(ax, "x", subs=(1,))
+    plain_log(ax, "y", subs=(1,))
+    ax.legend()
+    return ax
+
+
+def over_steps(
+    ax: Axes, frame: pd.DataFrame, y: str, label: str, logy: bool = True
+) -> Axes:
+    """One quantity at checkpoints of a run: ``frame`` has ``step`` and
+    ``y``; drawn with markers, on a log axis with plain labels."""
+    _require(frame, ["step", y])
+    part = frame.sort_values("step")
+    ax.plot(part["step"], part[y], "o-")
+    ax.set(xlabel="step", ylabel=label)
+    if logy:
+        ax.set_yscale("log")
+        plain_log(ax, "y")
     return ax
 
 

@@ -25,6 +25,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+import typing
 from enum import StrEnum
 from pathlib import Path
 from typing import TypeVar
@@ -283,3 +284,216 @@ def generator(k: int, device: torch.device | str = "cpu") -> torch.Generator:
 def rng(k: int) -> np.random.Generator:
     """A numpy ``Generator`` seeded with :func:`seed` of ``k``."""
     return np.random.default_rng(seed(k))
+
+
+# --------------------------------------------------------------------------
+# Variants: the neighbourhood of the book's configuration that the ledger
+# (booktools.ledger) reruns every claim in.
+
+#: The variants a section may declare, in the order the ledger lists them.
+VARIANTS = ("longer", "wider", "rate", "digits")
+#: How much longer the ``longer`` variant trains.
+LONGER_FACTOR = 3
+#: The range of the ``wider`` variant's factor on hidden widths.
+WIDER_FACTORS = (2, 4)
+#: Data sets a configuration's ``dataset`` field may name.
+DATASETS = ("mnist1d", "digits", "digits-8x8")
+
+
+@dataclasses.dataclass(frozen=True)
+class Variant:
+    """One named change of a configuration (declared by a section in its
+    ``Config.VARIANTS``, applied by :func:`variants_of`).
+
+    Subclasses say what may change: :class:`Longer`, :class:`Wider`,
+    :class:`Rate` and :class:`Digits`. ``fields`` names the fields the
+    variant touches; nothing else may change.
+    """
+
+    name: typing.ClassVar[str] = ""
+
+    def apply(self, cfg: T) -> T:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _require(self, cfg, fields) -> None:
+        known = {f.name for f in dataclasses.fields(cfg)}
+        unknown = [f for f in fields if f not in known]
+        if unknown:
+            raise ValueError(
+                f"the {self.name} variant names fields {unknown} that "
+                f"{type(cfg).__name__} lacks"
+            )
+        if not fields:
+            raise ValueError(f"the {self.name} variant needs a field")
+
+
+def _times(value, factor: float, name: str, what: str):
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError(f"{what} multiplies numbers; {name} is {value!r}")
+    out = value * factor
+    return int(out) if isinstance(value, int) else float(out)
+
+
+@dataclasses.dataclass(frozen=True)
+class Longer(Variant):
+    """Train :data:`LONGER_FACTOR` times longer: each named field (steps,
+    epochs, a budget) is multiplied by it."""
+
+    fields: tuple[str, ...]
+    name: typing.ClassVar[str] = "longer"
+
+    def __init__(self, *fields: str):
+        object.__setattr__(self, "fields", tuple(fields))
+
+    def apply(self, cfg: T) -> T:
+        self._require(cfg, self.fields)
+        new = {
+            f: _times(getattr(cfg, f), LONGER_FACTOR, f, "longer")
+            for f in self.fields
+        }
+        return dataclasses.replace(cfg, **new)
+
+
+@dataclasses.dataclass(frozen=True)
+class Wider(Variant):
+    """Widen the hidden layers by ``factor`` (2 to 4): a named field is an
+    integer width, or a tuple of layer sizes whose first (input) and last
+    (output) entries stay and whose others are multiplied."""
+
+    fields: tuple[str, ...]
+    factor: int = 2
+    name: typing.ClassVar[str] = "wider"
+
+    def __init__(self, *fields: str, factor: int = 2):
+        lo, hi = WIDER_FACTORS
+        if not lo <= factor <= hi or int(factor) != factor:
+            raise ValueError(
+                f"the wider variant's factor must be an integer from {lo} "
+                f"to {hi}, got {factor!r}"
+            )
+        object.__setattr__(self, "fields", tuple(fields))
+        object.__setattr__(self, "factor", int(factor))
+
+    def apply(self, cfg: T) -> T:
+        self._require(cfg, self.fields)
+        new = {}
+        for f in self.fields:
+            value = getattr(cfg, f)
+            if isinstance(value, tuple):
+                if len(value) < 3 or not all(
+                    isinstance(v, int) for v in value
+                ):
+                    raise ValueError(
+                        f"{f}={value!r}: the wider variant needs layer "
+                        "sizes (input, hidden..., output)"
+                    )
+                inner = tuple(v * self.factor for v in value[1:-1])
+                new[f] = (value[0], *inner, value[-1])
+            else:
+                new[f] = _times(value, self.factor, f, "wider")
+        return dataclasses.replace(cfg, **new)
+
+
+@dataclasses.dataclass(frozen=True)
+class Rate(Variant):
+    """Another learning rate: each named field gets the given value. The
+    fields must be listed in the configuration's ``RATE_FIELDS`` (its
+    rates, or grids of rates), so that a rate variant changes nothing
+    else."""
+
+    values: tuple[tuple[str, object], ...]
+    name: typing.ClassVar[str] = "rate"
+
+    def __init__(self, **values):
+        object.__setattr__(self, "values", tuple(sorted(values.items())))
+
+    def apply(self, cfg: T) -> T:
+        fields = [f for f, _ in self.values]
+        self._require(cfg, fields)
+        allowed = set(getattr(cfg, "RATE_FIELDS", ()))
+        outside = [f for f in fields if f not in allowed]
+        if outside:
+            raise ValueError(
+                f"the rate variant may change only the rates "
+                f"{sorted(allowed)} of {type(cfg).__name__}; {outside} "
+                "would change something else"
+            )
+        same = [f for f, v in self.values if getattr(cfg, f) == v]
+        if same:
+            raise ValueError(f"the rate variant leaves {same} unchanged")
+        return dataclasses.replace(cfg, **dict(self.values))
+
+
+@dataclasses.dataclass(frozen=True)
+class Digits(Variant):
+    """The experiment on scikit-learn's handwritten digits
+    (:func:`batchlab.data.digits`): sets ``dataset`` and may change only
+    what the data impose, the fields of the configuration's
+    ``DATA_FIELDS`` (example counts, say) and the first entry (the input
+    width) of layer-size tuples."""
+
+    values: tuple[tuple[str, object], ...]
+    dataset: str = "digits"
+    name: typing.ClassVar[str] = "digits"
+
+    def __init__(self, dataset: str = "digits", **values):
+        if dataset not in ("digits", "digits-8x8"):
+            raise ValueError(
+                f"the digits variant uses digits or digits-8x8, got "
+                f"{dataset!r}"
+            )
+        object.__setattr__(self, "values", tuple(sorted(values.items())))
+        object.__setattr__(self, "dataset", dataset)
+
+    def apply(self, cfg: T) -> T:
+        self._require(cfg, ["dataset", *(f for f, _ in self.values)])
+        allowed = set(getattr(cfg, "DATA_FIELDS", ()))
+        for f, v in self.values:
+            old = getattr(cfg, f)
+            if f in allowed:
+                continue
+            if (
+                isinstance(old, tuple)
+                and isinstance(v, tuple)
+                and len(old) == len(v)
+                and old[1:] == v[1:]
+            ):
+                continue  # only the input width differs
+            raise ValueError(
+                f"the digits variant may change only {sorted(allowed)} and "
+                f"the input width of layer sizes; {f}={v!r} (was {old!r}) "
+                "would change something else"
+            )
+        return dataclasses.replace(
+            cfg, dataset=self.dataset, **dict(self.values)
+        )
+
+
+def variants_of(cfg: T) -> dict[str, T]:
+    """The named neighbourhood of a book configuration: its class's
+    ``VARIANTS`` (a dict from a name of :data:`VARIANTS` to a
+    :class:`Variant` of that name) applied to ``cfg``, in the order of
+    :data:`VARIANTS`. A configuration without variants has none.
+
+    Raises:
+        ValueError: an unknown name, a variant filed under another name,
+            or a variant that would change a field outside its own.
+    """
+    declared = getattr(type(cfg), "VARIANTS", {}) or {}
+    unknown = set(declared) - set(VARIANTS)
+    if unknown:
+        raise ValueError(
+            f"unknown variants {sorted(unknown)}; the ledger knows "
+            f"{', '.join(VARIANTS)}"
+        )
+    out = {}
+    for name in VARIANTS:
+        if name not in declared:
+            continue
+        variant = declared[name]
+        if not isinstance(variant, Variant) or variant.name != name:
+            raise ValueError(
+                f"VARIANTS[{name!r}] must be a {name} variant, got {variant!r}"
+            )
+        out[name] = variant.apply(cfg)
+    return out

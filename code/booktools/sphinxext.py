@@ -32,7 +32,7 @@ from sphinx import addnodes
 from sphinx.application import Sphinx
 from sphinx.util.docutils import SphinxDirective
 
-from booktools import bibstyle, latex, sourcepages
+from booktools import bibstyle, claimmarks, latex, sourcepages
 from booktools.handouts import chapter_titles
 
 NOTEBOOK_DIR = "_notebooks"
@@ -226,6 +226,7 @@ def setup(app: Sphinx) -> dict:
     bibstyle.register()
     latex.setup(app)
     sourcepages.setup(app)
+    claimmarks.setup(app)
     app.add_directive("notebook-links", NotebookLinks)
     app.add_directive("handout-links", HandoutLinks)
     app.add_role("ja", ja_role)

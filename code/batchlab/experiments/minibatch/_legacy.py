@@ -11,12 +11,12 @@ import torch
 import torch.nn.functional as F
 from scipy.stats import spearmanr
 
-from ..data import Dataset
-from ..ensemble import EnsembleMLP, train_ensemble, train_to_loss
-from ..landscape import flatness_metrics
-from ..models import mlp
-from ..noise import minibatch_deviations, noise_stats
-from ..runtime import generator, more_of, pick
+from ...data import Dataset
+from ...ensemble import EnsembleMLP, train_ensemble, train_to_loss
+from ...landscape import flatness_metrics
+from ...models import mlp
+from ...noise import minibatch_deviations, noise_stats
+from ...runtime import generator, more_of, pick
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,170 @@
+"""booktools.ledger: the runner on a toy chapter, and the recorded ledger
+against the book's claims (complete, fresh, nothing broken)."""
+
+import dataclasses
+import json
+import sys
+import types
+import typing
+
+import pandas as pd
+import pytest
+
+from batchlab import claims, experiments, runtime
+from batchlab.claims import Claim
+from booktools import claimmarks, ledger
+
+
+@dataclasses.dataclass(frozen=True)
+class ToyConfig:
+    steps: int = 10
+    VARIANTS: typing.ClassVar = {"longer": runtime.Longer("steps")}
+
+    @classmethod
+    def for_scale(cls, scale):
+        return cls()
+
+
+def toy_run(cfg, data):
+    assert data is None  # the config names no data set
+    return pd.DataFrame(dict(steps=[cfg.steps], set=[runtime.seed_set()]))
+
+
+def toy_facts(frame, cfg):
+    return dict(steps=int(frame.steps[0]), set=int(frame.set[0]))
+
+
+TOY_CLAIMS = [
+    Claim(
+        "toy-law",
+        "identity",
+        "steps are positive",
+        lambda f: f["steps"] > 0,
+        measure=("steps",),
+    ),
+    # fails in the longer variant (steps 30), which it does not claim
+    Claim(
+        "toy-short", "finding", "the run is short", lambda f: f["steps"] < 20
+    ),
+    # fails in seed set 2 of the book itself: a broken finding
+    Claim(
+        "toy-lucky",
+        "finding",
+        "not seed set two",
+        lambda f: f["set"] != 2,
+        where=("longer",),
+    ),
+]
+
+
+@pytest.fixture
+def toy_chapter(monkeypatch):
+    package = types.ModuleType("batchlab.experiments.toy")
+    package.SECTIONS = ("sec",)
+    section = types.ModuleType("batchlab.experiments.toy.sec")
+    section.Config, section.run, section.facts = ToyConfig, toy_run, toy_facts
+    section.CLAIMS = TOY_CLAIMS
+    monkeypatch.setitem(sys.modules, package.__name__, package)
+    monkeypatch.setitem(sys.modules, section.__name__, section)
+    monkeypatch.setattr(package, "sec", section, raising=False)
+    monkeypatch.setattr(ledger, "source_hash", lambda module: "toyhash")
+    return package
+
+
+def test_the_runner_records_every_claim_variant_and_seed_set(
+    toy_chapter, tmp_path, monkeypatch
+):
+    monkeypatch.setattr(experiments, "CHAPTERS", ("toy",))
+    todo = ledger.tasks(["toy"], None, [0, 1, 2], None)
+    assert len(todo) == 6 and todo[0][2] == "longer"
+    results = ledger.run(todo, jobs=2)
+    [path] = ledger.write(tmp_path, results, "test", 1.0)
+    record = json.loads(path.read_text())
+    rows = record["claims"]
+    assert rows["toy-law"]["variants"]["book"]["held"] == [0, 1, 2]
+    assert rows["toy-law"]["variants"]["longer"]["measured"] == {
+        "steps": [30, 30]
+    }
+    assert rows["toy-short"]["variants"]["longer"]["failed"] == [0, 1, 2]
+    assert rows["toy-lucky"]["variants"]["book"]["failed"] == [2]
+    assert record["sections"]["sec"]["seed_sets"] == [0, 1, 2]
+    assert ledger.broken(record) == [
+        "toy-lucky [book]: failed in seed sets [2]",
+        "toy-lucky [longer]: failed in seed sets [2]",
+    ]
+    row = claimmarks.ledger_row("toy-short", record)
+    assert row.startswith("held in 3 of 3 seed sets; longer no (0 of 3)")
+    assert "not claimed" in row and "digits n/a" in row
+
+
+def test_a_failing_section_is_recorded_and_the_ledger_goes_on(
+    toy_chapter, monkeypatch
+):
+    def broken_run(cfg, data):
+        raise RuntimeError("diverged")
+
+    monkeypatch.setattr(toy_chapter.sec, "run", broken_run)
+    out = ledger.run_task("toy", "sec", "book", 0)
+    assert "diverged" in out["error"]
+    assert all(not c["held"] for c in out["claims"].values())
+
+
+def test_an_identity_must_hold_in_every_variant():
+    record = dict(
+        claims={
+            "x-law": dict(
+                kind="identity",
+                where=[],
+                variants={
+                    "book": dict(held=[0], failed=[]),
+                    "wider": dict(held=[], failed=[0]),
+                },
+            )
+        }
+    )
+    assert ledger.broken(record) == ["x-law [wider]: failed in seed sets [0]"]
+
+
+# --------------------------------------------------------------------------
+# The recorded ledger of the book
+
+
+def recorded(chapter):
+    record = claimmarks.read_ledger(chapter)
+    assert record is not None, (
+        f"no ledger for {chapter}: run make ledger CHAPTERS={chapter}"
+    )
+    return record
+
+
+@pytest.mark.parametrize("chapter", experiments.CHAPTERS)
+def test_every_claim_has_a_ledger_row_from_ten_seed_sets(chapter):
+    record = recorded(chapter)
+    for _, module, claim in (
+        v for v in claims.registry().values() if v[0] == chapter
+    ):
+        row = record["claims"].get(claim.id)
+        assert row is not None, f"{claim.id} is not in the ledger"
+        for variant in ledger.variant_names(module):
+            cell = row["variants"].get(variant)
+            assert cell is not None, f"{claim.id}: no {variant} row"
+            assert len(cell["held"]) + len(cell["failed"]) >= 10
+
+
+@pytest.mark.parametrize("chapter", experiments.CHAPTERS)
+def test_the_ledger_is_fresh_for_every_section(chapter):
+    record = recorded(chapter)
+    package = sys.modules[f"batchlab.experiments.{chapter}"]
+    for module in claims.sections(package):
+        name = module.__name__.rsplit(".", 1)[1]
+        made = record["sections"].get(name)
+        assert made is not None, f"{chapter}.{name} is not in the ledger"
+        assert made["source_hash"] == ledger.source_hash(module), (
+            f"{chapter}.{name} changed since its ledger was made: run "
+            f"make ledger CHAPTERS={chapter} SECTIONS={name}"
+        )
+
+
+@pytest.mark.parametrize("chapter", experiments.CHAPTERS)
+def test_no_claim_failed_where_it_must_hold(chapter):
+    assert ledger.broken(recorded(chapter)) == []
