@@ -41,6 +41,7 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from datetime import UTC, datetime
 from pathlib import Path
 
+import pandas as pd
 from tqdm import tqdm
 
 from batchlab import claims, data, experiments
@@ -395,3 +396,39 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+def table(record: dict) -> pd.DataFrame:
+    """A chapter's ledger as a table for people: one row per claim (its
+    number in the chapter, id and kind), one column per variant with the
+    seed sets in which it held (``10/10``; ``n/a`` where the section has
+    no such variant; ``(not claimed)`` after a finding's failure in a
+    variant it does not claim)."""
+    rows = []
+    for claim_id, row in record["claims"].items():
+        expected = VARIANTS if row["kind"] == "identity" else row["where"]
+        out = {"claim": claim_id, "kind": row["kind"]}
+        for variant in (BOOK, *VARIANTS):
+            cell = row["variants"].get(variant)
+            if cell is None:
+                out[variant] = "n/a"
+                continue
+            held = len(cell["held"])
+            total = held + len(cell["failed"])
+            text = f"{held}/{total}"
+            if held < total and variant != BOOK and variant not in expected:
+                text += " (not claimed)"
+            out[variant] = text
+        rows.append(out)
+    return pd.DataFrame(rows)
+
+
+def cost(record: dict) -> dict[str, float]:
+    """Seconds of CPU the chapter's ledger took, summed over its
+    sections, per variant and in all (``"all"``)."""
+    totals: dict[str, float] = defaultdict(float)
+    for section in record["sections"].values():
+        for variant, seconds in section["cpu_seconds"].items():
+            totals[variant] += seconds
+            totals["all"] += seconds
+    return dict(totals)
