@@ -80,3 +80,17 @@ def test_the_japanese_build_reads_the_english_cache(tmp_path):
     assert config["title"] == english["title"]
     plain = i18n.side_config(ROOT / "_config.yml", tmp_path, None)
     assert "language" not in plain["sphinx"]["config"]
+
+
+def test_the_switch_leads_to_the_same_page_in_the_other_edition():
+    assert i18n.switch_href("chapters/minibatch", "en") == (
+        "../ja/chapters/minibatch.html",
+        "日本語",
+        "ja",
+    )
+    assert i18n.switch_href("chapters/minibatch", "ja") == (
+        "../../chapters/minibatch.html",
+        "English",
+        "en",
+    )
+    assert i18n.switch_href("index", "ja")[0] == "../index.html"

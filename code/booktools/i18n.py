@@ -36,6 +36,7 @@ from pathlib import Path
 
 import yaml
 from babel.messages.pofile import read_po, write_po
+from sphinx.application import Sphinx
 
 LANGUAGE = "ja"
 LOCALE_DIR = Path("locales")
@@ -139,6 +140,37 @@ def side_config(source: Path, build: Path, language: str | None) -> dict:
     bib = config.get("bibtex_bibfiles", [])
     config["bibtex_bibfiles"] = [str(root / b) for b in bib]
     return config
+
+
+#: The other edition of each language, its label (in its own language)
+#: and where its pages lie relative to this edition's root.
+EDITIONS = {"en": ("ja", "日本語", "ja/"), "ja": ("en", "English", "../")}
+
+
+def switch_href(pagename: str, language: str) -> tuple[str, str, str]:
+    """``(href, label, language)`` of the same page in the other edition:
+    the Japanese site lies in ``ja/`` under the English one."""
+    other, label, prefix = EDITIONS["ja" if language == "ja" else "en"]
+    up = "../" * pagename.count("/")
+    return f"{up}{prefix}{pagename}.html", label, other
+
+
+def language_switch(app: Sphinx, pagename, templatename, context, doctree):
+    """``html-page-context``: a link at the top of every page to the same
+    page in the other language."""
+    if app.builder.format != "html" or doctree is None:
+        return
+    href, label, other = switch_href(pagename, app.config.language or "en")
+    link = (
+        f'<p class="language-switch"><a href="{href}" hreflang="{other}" '
+        f'lang="{other}">{label}</a></p>'
+    )
+    context["body"] = link + context.get("body", "")
+
+
+def setup(app: Sphinx) -> None:
+    """Connect the language switch (called by ``booktools.sphinxext``)."""
+    app.connect("html-page-context", language_switch)
 
 
 def main(argv: list[str]) -> int:
