@@ -11,13 +11,20 @@ goes on, so one run shows all of them. Each chapter runs in a fresh
 process (``--jobs`` at a time) with ``runtime.device()`` choosing the
 device as the book does: a GPU at full scale when PyTorch sees one.
 
-It needs only the book's scientific packages and IPython: code cells are
-read from the MyST source (:func:`booktools.myst.code_cells`), and where
-myst-nb is not installed (a bare GPU machine) ``glue`` does nothing, since
-nothing is rendered. Per chapter it writes ``DIR/<chapter>.json`` (cell
-seconds, failed claims, peak memory), then ``DIR/survey.json`` with all
-of them, the machine and the wall time, and prints a table. The surveys
-quoted in the book are kept in ``benchmarks/results/``.
+It needs only the book's scientific packages, IPython, psutil and the
+``code/`` folder importable (installed by the venv; elsewhere
+``PYTHONPATH=code``): code cells are read from the MyST source
+(:func:`booktools.myst.code_cells`), and where myst-nb is not installed (a
+bare GPU machine) ``glue`` does nothing, since nothing is rendered. Per
+chapter it writes ``DIR/<chapter>.json`` (cell seconds, failed claims,
+peak memory), then ``DIR/survey.json`` with all of them, the machine and
+the wall time, and prints a table. The surveys quoted in the book are kept
+in ``benchmarks/results/``.
+
+Ctrl-C or SIGTERM stops the survey within seconds, every chapter process
+included (:mod:`booktools.stopping`), with exit status 130 or 143. The
+records of the chapters that finished are kept; a stopped chapter writes
+none (each record is written whole, or not at all).
 """
 
 from __future__ import annotations
@@ -33,6 +40,8 @@ import traceback
 import types
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+
+from booktools import stopping
 
 ROOT = Path(__file__).resolve().parents[1]
 CHAPTERS = ("minibatch", "hessian", "batchnorm", "eigenvalues")
@@ -119,8 +128,16 @@ def run_one(
         claims_failed=failed,
         errors=errors,
     )
-    (out / f"{name}.json").write_text(json.dumps(record, indent=1))
+    write_whole(out / f"{name}.json", json.dumps(record, indent=1))
     return record
+
+
+def write_whole(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` through a temporary file, so that a
+    stopped run leaves the old file or the new one, never half of it."""
+    part = path.with_name(path.name + ".part")
+    part.write_text(text)
+    os.replace(part, path)
 
 
 def _where(err: BaseException) -> str:
@@ -143,6 +160,21 @@ def _cpu_model() -> str:
     except OSError:
         pass
     return "unknown"
+
+
+def _summary(args, argv: list[str], records: list[dict], wall: float):
+    """The survey's record: the machine, the command and every chapter."""
+    return dict(
+        scale=args.scale,
+        seed_set=int(os.environ.get("BATCHLAB_SEED", "0") or 0),
+        jobs=args.jobs,
+        wall_seconds=round(wall, 1),
+        date=time.strftime("%Y-%m-%d"),
+        cpus=os.cpu_count(),
+        cpu_model=_cpu_model(),
+        command=" ".join(["python", "benchmarks/bench_chapters.py", *argv]),
+        chapters=records,
+    )
 
 
 def main() -> None:
@@ -168,6 +200,7 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     source = Path(args.source).resolve()
     if args.run_one:
+        stopping.worker_init()  # the survey's main process decides
         run_one(args.run_one, out, source, args.keep_going)
         return
     names = args.chapters.split(",")
@@ -198,29 +231,32 @@ def main() -> None:
         if done.returncode != 0 or not path.is_file():
             sys.exit(f"{name} did not run:\n{done.stderr[-3000:]}")
         record = json.loads(path.read_text())
+        finished.append(name)
         print(
             json.dumps({k: record[k] for k in ("chapter", "seconds")}),
             flush=True,
         )
         return record
 
+    finished: list[str] = []
+
+    def describe() -> str:
+        left = ", ".join(n for n in names if n not in finished)
+        kept = ", ".join(finished) or "none"
+        return (
+            f"stopped the survey of {left}; the records of the chapters "
+            f"that finished ({kept}) are kept in {out}"
+        )
+
     start = time.perf_counter()
-    with ThreadPoolExecutor(args.jobs) as pool:
-        records = list(pool.map(launch, names))
-    wall = time.perf_counter() - start
+    with stopping.stop_on_signals(describe) as stop:
+        with ThreadPoolExecutor(args.jobs) as pool:
+            records = list(pool.map(launch, names))
+        wall = time.perf_counter() - start
+        summary = _summary(args, argv, records, wall)
+        with stop.deferred():
+            write_whole(out / "survey.json", json.dumps(summary, indent=1))
     first = records[0]
-    summary = dict(
-        scale=args.scale,
-        seed_set=int(os.environ.get("BATCHLAB_SEED", "0") or 0),
-        jobs=args.jobs,
-        wall_seconds=round(wall, 1),
-        date=time.strftime("%Y-%m-%d"),
-        cpus=os.cpu_count(),
-        cpu_model=_cpu_model(),
-        command=" ".join(["python", "benchmarks/bench_chapters.py", *argv]),
-        chapters=records,
-    )
-    (out / "survey.json").write_text(json.dumps(summary, indent=1))
     print(
         f"scale {args.scale}, device {first['device']} {first['gpu']}, "
         f"torch {first['torch']}, {args.jobs} at a time: {wall:.0f} s wall"
