@@ -5,6 +5,7 @@ own included, and work inside ``deferred`` is never cut short."""
 from __future__ import annotations
 
 import signal
+import subprocess
 import sys
 
 import pytest
@@ -15,7 +16,8 @@ from booktools import stopping
 # A coordinator with two workers, each of which starts a stand-in for a
 # Jupyter kernel: a process in a session of its own that ignores SIGTERM.
 # With the argument "stubborn" the first task ignores SIGTERM too, as a
-# worker does while nbclient holds its signals.
+# worker does while nbclient holds its signals; with "ignore-sigint" the
+# coordinator starts with SIGINT ignored, as a shell's background job.
 POOL = """
 import signal, subprocess, sys, time
 from concurrent.futures import ProcessPoolExecutor
@@ -33,6 +35,8 @@ def task(i):
     time.sleep(60)
 
 if __name__ == "__main__":
+    if "ignore-sigint" in sys.argv:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # as a shell does
     with stopping.stop_on_signals(lambda: "stopped 4 tasks") as stop:
         with ProcessPoolExecutor(2, initializer=stopping.worker_init) as pool:
             for job in [pool.submit(task, i) for i in range(4)]:
@@ -97,6 +101,19 @@ def test_a_killed_coordinator_leaves_no_worker(start_pool):
     pool_run.wait(timeout=10)
     # each worker hears of its parent's death, and ends its kernel
     wait_for(lambda: running(tree) == [], 10, "every process ended")
+
+
+def test_a_background_job_keeps_ignoring_ctrl_c(start_pool):
+    # a shell starts a background job with SIGINT ignored: Ctrl-C in the
+    # terminal is not for it
+    pool_run = start_pool("ignore-sigint")
+    pool_run.signal(signal.SIGINT, group=True)
+    with pytest.raises(subprocess.TimeoutExpired):
+        pool_run.wait(timeout=2)
+    tree = pool_run.tree()
+    pool_run.signal(signal.SIGTERM, group=False)
+    assert pool_run.wait(timeout=10) == 143
+    assert running(tree) == []
 
 
 def test_a_signal_waits_for_deferred_work(tmp_path):

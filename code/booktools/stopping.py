@@ -166,7 +166,8 @@ def stop_on_signals(
 ) -> Iterator[Stopper]:
     """Inside this block, SIGINT and SIGTERM stop the run and every process
     below it (see the module's docstring); outside, the handlers that were
-    there before apply again.
+    there before apply again. A signal this process was started to ignore
+    (SIGINT in a shell's background job) stays ignored.
 
     Args:
         describe: called once on a signal; returns what was interrupted and
@@ -181,7 +182,10 @@ def stop_on_signals(
     if threading.current_thread() is not threading.main_thread():
         yield stopper  # signal handlers can only be set in the main thread
         return
-    before = {sig: signal.signal(sig, stopper.handle) for sig in SIGNALS}
+    before = {sig: signal.getsignal(sig) for sig in SIGNALS}
+    for sig, handler in before.items():
+        if handler is not signal.SIG_IGN:  # a background job's stays
+            signal.signal(sig, stopper.handle)
     _prctl(_PR_SET_CHILD_SUBREAPER, 1)
     try:
         yield stopper
