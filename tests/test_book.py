@@ -1,6 +1,7 @@
 """The book as a whole: every page executes, the build fails loudly, the
 built site has a page per table-of-contents entry, the cache is dropped
-when the helpers change."""
+when the helpers change, and an output folder inside the book is no
+source."""
 
 from __future__ import annotations
 
@@ -18,7 +19,9 @@ from conftest import (
     make_var,
     toc_files,
 )
+from jupyter_book.config import get_final_config
 from nbclient import NotebookClient
+from sphinx.util.matching import get_matching_files
 
 
 def test_toc_lists_existing_pages():
@@ -204,6 +207,27 @@ def test_robust_builds_each_seed_set_into_its_own_folder():
     for s in ("1", "2"):
         assert f"robust/seed{s}/_build/.jupyter_cache" in dry
     assert make_var("ROBUST_SEEDS").split() == ["1", "2"]
+
+
+def test_an_output_folder_inside_the_book_is_not_read_as_pages(tmp_path):
+    # `make book OUT=dir` puts dir/_build (its cached notebooks included)
+    # inside the sources; Sphinx must not read it as pages.
+    config, _ = get_final_config(
+        user_yaml=ROOT / "_config.yml",
+        cli_config={"latex_individualpages": False},  # as the CLI passes
+    )
+    pages = ["chapters/a.md"]
+    builds = [
+        "out/_build/.jupyter_cache/executed/0123/base.ipynb",
+        "out/_build/jupyter_execute/chapters/a.ipynb",
+        "deeper/out/_build/html/_sources/chapters/a.md",
+        "_build/jupyter_execute/chapters/a.ipynb",
+    ]
+    for name in pages + builds:
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text("{}")
+    found = get_matching_files(tmp_path, ("**",), config["exclude_patterns"])
+    assert sorted(found) == pages
 
 
 @pytest.mark.book

@@ -87,6 +87,19 @@ def test_pages_run_into_the_cache_sphinx_reads(tmp_path, in_book):
 
 
 @pytest.mark.book
+def test_a_build_into_a_folder_inside_the_book_succeeds(tmp_path, in_book):
+    # `make book OUT=out`: out/_build, cached notebooks included, lies in
+    # the sources and must not be read as pages (warnings fail the build)
+    book = in_book(tiny_book(tmp_path, {"a": "Text.\n", "b": cell("1")}))
+    assert execute.run(book, book / "out/_build") == 0
+    done = jupyter_book(".", "--path-output", "out", cwd=book)
+    log = done.stdout + done.stderr
+    assert done.returncode == 0, log[-3000:]
+    assert "Using cached notebook" in log
+    assert (book / "out/_build/html/chapters/b.html").is_file()
+
+
+@pytest.mark.book
 def test_a_failing_page_is_named_and_not_cached(tmp_path, in_book, capsys):
     book = in_book(
         tiny_book(tmp_path, {"ok": cell("1"), "bad": cell("1 / 0")})
