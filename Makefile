@@ -82,11 +82,17 @@ chapter: $(STAMP)
 	  || { rm -rf $(PAGE)/.doctrees; exit 1; }
 
 # The book with other seed sets, each into its own folder: a claim that
-# held only for the default seeds fails here.
+# held only for the default seeds fails here. Ctrl-C or SIGTERM stops the
+# loop, not just the build under way, and so does a build that a signal
+# ended (status above 128); its finished pages stay cached.
 robust: $(STAMP)
-	@failed=""; for s in $(ROBUST_SEEDS); do \
-	  $(MAKE) book BATCHLAB_SEED=$$s OUT=$(BUILD)/robust/seed$$s \
-	    || failed="$$failed $$s"; \
+	@trap 'echo "make robust: stopped at seed set $$s"; exit 130' INT; \
+	trap 'echo "make robust: stopped at seed set $$s"; exit 143' TERM; \
+	failed=""; for s in $(ROBUST_SEEDS); do \
+	  $(MAKE) book BATCHLAB_SEED=$$s OUT=$(BUILD)/robust/seed$$s; rc=$$?; \
+	  if [ $$rc -gt 128 ]; then \
+	    echo "make robust: stopped at seed set $$s"; exit $$rc; fi; \
+	  [ $$rc -eq 0 ] || failed="$$failed $$s"; \
 	done; \
 	if [ -n "$$failed" ]; then echo "make robust: seed sets$$failed failed"; exit 1; fi
 

@@ -1,7 +1,7 @@
 """The book as a whole: every page executes, the build fails loudly, the
 built site has a page per table-of-contents entry, the cache is dropped
-when the helpers change, and an output folder inside the book is no
-source."""
+when the helpers change, an output folder inside the book is no source,
+and `make robust` stops with the build it runs."""
 
 from __future__ import annotations
 
@@ -228,6 +228,19 @@ def test_an_output_folder_inside_the_book_is_not_read_as_pages(tmp_path):
         (tmp_path / name).write_text("{}")
     found = get_matching_files(tmp_path, ("**",), config["exclude_patterns"])
     assert sorted(found) == pages
+
+
+def test_robust_stops_at_a_build_that_a_signal_ended(tmp_path):
+    # A stand-in for the recursive make, killed by a signal as a build is
+    # when it is stopped: the loop must not go on to the next seed set.
+    calls, stub = tmp_path / "calls.txt", tmp_path / "make"
+    stub.write_text(f'#!/bin/sh\necho "$*" >> {calls}\nkill -KILL $$\n')
+    stub.chmod(0o755)
+    stamp = make_var("STAMP")
+    done = make("-o", stamp, "robust", "ROBUST_SEEDS=1 2 3", f"MAKE={stub}")
+    assert done.returncode != 0
+    assert len(calls.read_text().splitlines()) == 1
+    assert "make robust: stopped at seed set 1" in done.stdout
 
 
 @pytest.mark.book
