@@ -150,10 +150,12 @@ pdf-check:
 # (<chapter>.pdf, no solutions) and an instructor edition
 # (<chapter>-instructor.pdf): one LaTeX build writes them all
 # (booktools.latex). When the site is built, the PDFs go under its pdf/.
+# LaTeX reads no terminal: after Ctrl-C (or an error) it would wait at its
+# "?" prompt, left behind when make returns.
 pdf: cache-check pdf-check
 	rm -rf $(BUILD)/latex $(BUILD)/pdf
 	BATCHLAB_SCALE=$(SCALE) $(BIN)/python -m booktools.execute $(BUILD)
-	BATCHLAB_SCALE=$(SCALE) $(BIN)/jupyter-book build . --path-output $(OUT) --builder pdflatex $(JBFLAGS)
+	BATCHLAB_SCALE=$(SCALE) $(BIN)/jupyter-book build . --path-output $(OUT) --builder pdflatex $(JBFLAGS) < /dev/null
 	$(BIN)/python -m booktools.handouts $(BUILD)/latex _toc.yml $(BUILD)/pdf
 	if [ -d $(BUILD)/html ]; then \
 	  mkdir -p $(BUILD)/html/pdf && cp $(BUILD)/pdf/*.pdf $(BUILD)/html/pdf/; \
