@@ -242,10 +242,11 @@ def main() -> None:
 
     def describe() -> str:
         left = ", ".join(n for n in names if n not in finished)
-        kept = ", ".join(finished) or "none"
+        if not finished:
+            return f"stopped the survey of {left}; no chapter had finished"
         return (
             f"stopped the survey of {left}; the records of the chapters "
-            f"that finished ({kept}) are kept in {out}"
+            f"that finished ({', '.join(finished)}) are kept in {out}"
         )
 
     start = time.perf_counter()

@@ -189,7 +189,7 @@ def test_a_stopped_run_ends_its_kernels_and_caches_only_finished_pages(
     assert connection_files(tmp_path / "first") == []
     assert run.stderr().splitlines()[-1] == (
         f"interrupted by {signal.Signals(signum).name}: stopped executing "
-        "slow; the 1 page that finished is kept in the cache, and the next "
+        "slow; the page that finished is kept in the cache, and the next "
         "build executes only the rest"
     )
     cached = execute.measurements(book / "_build/.jupyter_cache")
@@ -204,8 +204,10 @@ def test_a_stopped_run_ends_its_kernels_and_caches_only_finished_pages(
 
 
 def test_stop_message_names_what_was_stopped_and_what_is_kept():
-    message = execute.stop_message(["/b/chapters/hessian.md"], ["a", "b"])
-    assert message.startswith("stopped executing hessian; the 2 pages")
+    left = ["/b/chapters/hessian.md", "/b/chapters/batchnorm.md"]
+    message = execute.stop_message(left, ["a", "b"])
+    assert message.startswith("stopped executing hessian, batchnorm; the 2")
+    assert execute.stop_message(left, []).endswith("no page had finished")
 
 
 def test_workers_never_exceed_pages_or_cpus(monkeypatch):

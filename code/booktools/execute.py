@@ -305,11 +305,14 @@ def stop_message(left: list[str], finished: list[str]) -> str:
     """What a stop interrupts (the pages ``left``) and what it keeps (the
     ``finished`` pages, cached), for :mod:`booktools.stopping`."""
     names = ", ".join(Path(p).stem for p in left) or "nothing"
-    kept = len(finished)
-    pages = "page that finished is" if kept == 1 else "pages that finished are"
+    if not finished:
+        return f"stopped executing {names}; no page had finished"
+    pages = "page that finished is"
+    if len(finished) > 1:
+        pages = f"{len(finished)} pages that finished are"
     return (
-        f"stopped executing {names}; the {kept} {pages} kept in the "
-        "cache, and the next build executes only the rest"
+        f"stopped executing {names}; the {pages} kept in the cache, and "
+        "the next build executes only the rest"
     )
 
 
