@@ -177,86 +177,34 @@ def _summary(args, argv: list[str], records: list[dict], wall: float):
     )
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--scale", default="full")
-    parser.add_argument("--chapters", default=",".join(CHAPTERS))
-    parser.add_argument("--jobs", type=int, default=1)
-    parser.add_argument("--out", default=str(ROOT / "_build" / "survey"))
-    parser.add_argument(
-        "--source",
-        default=str(ROOT / "chapters"),
-        help="folder of the MyST pages (default chapters/)",
-    )
-    parser.add_argument(
-        "--keep-going",
-        action="store_true",
-        help="after a cell fails, run the next ones too",
-    )
-    parser.add_argument("--run-one", help=argparse.SUPPRESS)
-    argv = sys.argv[1:]
-    args = parser.parse_args(argv)
-    out = Path(args.out).resolve()
-    out.mkdir(parents=True, exist_ok=True)
-    source = Path(args.source).resolve()
-    if args.run_one:
-        stopping.worker_init()  # the survey's main process decides
-        run_one(args.run_one, out, source, args.keep_going)
-        return
-    names = args.chapters.split(",")
-    unknown = [n for n in names if not (source / f"{n}.md").is_file()]
-    if unknown:
-        parser.error(f"no chapter named {', '.join(unknown)} in {source}")
-    if args.jobs < 1:
-        parser.error("--jobs must be at least 1")
+def launch(name: str, args, stop: stopping.Stopper) -> dict:
+    """Run chapter ``name`` in a fresh process (``--run-one``), started
+    inside ``stop.spawning()`` so that none starts after a stop began;
+    returns its record."""
     env = dict(os.environ, BATCHLAB_SCALE=args.scale, MPLBACKEND="Agg")
     env["PYTHONPATH"] = os.pathsep.join(
         p for p in (str(ROOT / "code"), env.get("PYTHONPATH")) if p
     )
-
-    def launch(name: str) -> dict:
-        cmd = [
-            sys.executable,
-            __file__,
-            "--run-one",
-            name,
-            "--out",
-            str(out),
-            "--source",
-            str(source),
-            *(["--keep-going"] if args.keep_going else []),
-        ]
-        done = subprocess.run(cmd, env=env, capture_output=True, text=True)
-        path = out / f"{name}.json"
-        if done.returncode != 0 or not path.is_file():
-            sys.exit(f"{name} did not run:\n{done.stderr[-3000:]}")
-        record = json.loads(path.read_text())
-        finished.append(name)
-        print(
-            json.dumps({k: record[k] for k in ("chapter", "seconds")}),
-            flush=True,
+    cmd = [sys.executable, __file__, "--run-one", name]
+    cmd += ["--out", str(args.out), "--source", str(args.source)]
+    cmd += ["--keep-going"] if args.keep_going else []
+    with stop.spawning():
+        proc = subprocess.Popen(
+            cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
         )
-        return record
+    _, stderr = proc.communicate()
+    path = args.out / f"{name}.json"
+    if proc.returncode != 0 or not path.is_file():
+        sys.exit(f"{name} did not run:\n{stderr.decode()[-3000:]}")
+    record = json.loads(path.read_text())
+    print(
+        json.dumps({k: record[k] for k in ("chapter", "seconds")}),
+        flush=True,
+    )
+    return record
 
-    finished: list[str] = []
 
-    def describe() -> str:
-        left = ", ".join(n for n in names if n not in finished)
-        if not finished:
-            return f"stopped the survey of {left}; no chapter had finished"
-        return (
-            f"stopped the survey of {left}; the records of the chapters "
-            f"that finished ({', '.join(finished)}) are kept in {out}"
-        )
-
-    start = time.perf_counter()
-    with stopping.stop_on_signals(describe) as stop:
-        with ThreadPoolExecutor(args.jobs) as pool:
-            records = list(pool.map(launch, names))
-        wall = time.perf_counter() - start
-        summary = _summary(args, argv, records, wall)
-        with stop.deferred():
-            write_whole(out / "survey.json", json.dumps(summary, indent=1))
+def _print_table(records: list[dict], args, wall: float) -> None:
     first = records[0]
     print(
         f"scale {args.scale}, device {first['device']} {first['gpu']}, "
@@ -276,6 +224,71 @@ def main() -> None:
     for r in records:
         for line in r["claims_failed"] + r["errors"]:
             print(f"{r['chapter']}: {line}")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--scale", default="full")
+    parser.add_argument("--chapters", default=",".join(CHAPTERS))
+    parser.add_argument("--jobs", type=int, default=1)
+    parser.add_argument("--out", default=str(ROOT / "_build" / "survey"))
+    parser.add_argument(
+        "--source",
+        default=str(ROOT / "chapters"),
+        help="folder of the MyST pages (default chapters/)",
+    )
+    parser.add_argument(
+        "--keep-going",
+        action="store_true",
+        help="after a cell fails, run the next ones too",
+    )
+    parser.add_argument("--run-one", help=argparse.SUPPRESS)
+    return parser
+
+
+def main() -> None:
+    parser = _parser()
+    argv = sys.argv[1:]
+    args = parser.parse_args(argv)
+    args.out = Path(args.out).resolve()
+    args.out.mkdir(parents=True, exist_ok=True)
+    args.source = Path(args.source).resolve()
+    if args.run_one:
+        stopping.worker_init()  # the survey's main process decides
+        run_one(args.run_one, args.out, args.source, args.keep_going)
+        return
+    names = args.chapters.split(",")
+    unknown = [n for n in names if not (args.source / f"{n}.md").is_file()]
+    if unknown:
+        parser.error(f"no chapter named {', '.join(unknown)} in {args.source}")
+    if args.jobs < 1:
+        parser.error("--jobs must be at least 1")
+    finished: list[str] = []
+
+    def describe() -> str:
+        left = ", ".join(n for n in names if n not in finished)
+        if not finished:
+            return f"stopped the survey of {left}; no chapter had finished"
+        return (
+            f"stopped the survey of {left}; the records of the chapters "
+            f"that finished ({', '.join(finished)}) are kept in {args.out}"
+        )
+
+    def survey_one(name: str) -> dict:
+        record = launch(name, args, stop)
+        finished.append(name)
+        return record
+
+    start = time.perf_counter()
+    with stopping.stop_on_signals(describe) as stop:
+        with ThreadPoolExecutor(args.jobs) as pool:
+            records = list(pool.map(survey_one, names))
+        wall = time.perf_counter() - start
+        summary = _summary(args, argv, records, wall)
+        with stop.deferred():
+            text = json.dumps(summary, indent=1)
+            write_whole(args.out / "survey.json", text)
+    _print_table(records, args, wall)
 
 
 if __name__ == "__main__":

@@ -8,9 +8,11 @@ import json
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import jupytext
+import psutil
 import pytest
 from conftest import Run, running, wait_for
 
@@ -169,3 +171,34 @@ def test_a_killed_survey_leaves_no_chapter_running(survey_run):
     run.signal(signal.SIGKILL, group=False)
     wait_for(lambda: running(tree) == [], 10, "every process ended")
     assert sorted(p.name for p in out.iterdir()) == ["quick.json"]
+
+
+def processes_naming(folder: Path) -> list[psutil.Process]:
+    """Every process whose command line names ``folder``."""
+    return [
+        p
+        for p in psutil.process_iter(["cmdline"])
+        if str(folder) in " ".join(p.info["cmdline"] or [])
+    ]
+
+
+def test_no_chapter_starts_after_a_stop(tmp_path):
+    # One chapter at a time: when the first is stopped its thread would
+    # go on to the next chapter, unless a stop bars new processes.
+    sleep = "open('started', 'w').close()\nimport time; time.sleep(99)"
+    for name in ("one", "two", "three"):
+        (tmp_path / f"{name}.md").write_text(code_page(sleep))
+    script = ROOT / "benchmarks" / "bench_chapters.py"
+    args = ["--scale", "quick", "--chapters", "one,two,three", "--jobs", "1"]
+    args += ["--source", str(tmp_path), "--out", str(tmp_path / "out")]
+    run = Run([sys.executable, str(script), *args], tmp_path, tmp_path)
+    try:
+        wait_for((tmp_path / "started").is_file, 120, "the first chapter")
+        run.signal(signal.SIGTERM, group=False)
+        assert run.wait(timeout=10) == 143
+        time.sleep(1)  # time enough to start the next chapter, if allowed
+        assert running(processes_naming(tmp_path)) == []
+    finally:
+        run.kill()
+        for proc in processes_naming(tmp_path):
+            proc.kill()

@@ -43,7 +43,10 @@ How a runner uses it (:mod:`booktools.execute`,
                     save(result)
 
 Work that a worker returns is only ever saved by the coordinator, inside
-``deferred``, so a stopped task is never saved as if it had finished.
+``deferred``, so a stopped task is never saved as if it had finished. A
+runner whose threads start the worker processes themselves (the survey
+runs one ``subprocess`` per chapter from a thread pool) starts each inside
+``stop.spawning()``, so that no process starts after a stop began.
 """
 
 from __future__ import annotations
@@ -124,6 +127,7 @@ class Stopper:
         self._grace = grace
         self._depth = 0
         self._pending: int | None = None
+        self._spawn = threading.RLock()
 
     @contextmanager
     def deferred(self) -> Iterator[None]:
@@ -136,6 +140,15 @@ class Stopper:
             self._depth -= 1
         if self._depth == 0 and self._pending is not None:
             self.stop(self._pending)
+
+    @contextmanager
+    def spawning(self) -> Iterator[None]:
+        """Start processes inside this block when other threads start them
+        while the main thread may be stopping the run: a stop waits for
+        the block to end, and no block begins once a stop has, so no
+        process starts after the stop looked for them."""
+        with self._spawn:
+            yield
 
     def handle(self, signum: int, frame: FrameType | None = None) -> None:
         """The signal handler: stop now, or at the end of ``deferred``."""
@@ -155,6 +168,7 @@ class Stopper:
             what = f"(could not say what: {err!r})"
         name = signal.Signals(signum).name
         print(f"interrupted by {name}: {what}", file=sys.stderr, flush=True)
+        self._spawn.acquire()  # for good: no process starts from now on
         terminate_descendants(self._grace)
         sys.stdout.flush()
         os._exit(exit_status(signum))
