@@ -1,6 +1,7 @@
-"""booktools.stopping: Ctrl-C, SIGTERM or a killed coordinator stop a pool
-of workers and every process they started, kernels in sessions of their
-own included, and work inside ``deferred`` is never cut short."""
+"""booktools.stopping: Ctrl-C, SIGTERM, a closed terminal (SIGHUP) or a
+killed coordinator stop a pool of workers and every process they started,
+kernels in sessions of their own included, and work inside ``deferred``
+is never cut short."""
 
 from __future__ import annotations
 
@@ -80,8 +81,13 @@ def start_pool(tmp_path):
 
 @pytest.mark.parametrize(
     "signum, group",
-    [(signal.SIGINT, True), (signal.SIGTERM, True), (signal.SIGTERM, False)],
-    ids=["ctrl-c", "sigterm-to-group", "kill-pid"],
+    [
+        (signal.SIGINT, True),
+        (signal.SIGTERM, True),
+        (signal.SIGTERM, False),
+        (signal.SIGHUP, True),
+    ],
+    ids=["ctrl-c", "sigterm-to-group", "kill-pid", "closed-terminal"],
 )
 def test_a_signal_stops_workers_and_kernels(start_pool, signum, group):
     pool_run = start_pool("stubborn")

@@ -1,5 +1,5 @@
-"""Stop a run of worker processes on Ctrl-C or SIGTERM: leave nothing
-running and keep what finished.
+"""Stop a run of worker processes on Ctrl-C, SIGTERM or a closed terminal:
+leave nothing running and keep what finished.
 
 A long run here (the executor, the chapter survey, the ledger) is one
 coordinating process with workers below it, and the workers may start
@@ -10,22 +10,23 @@ leaves its workers running, re-parented to init. This module makes such a
 run stoppable in two halves.
 
 In the coordinating process, :func:`stop_on_signals` installs handlers for
-SIGINT and SIGTERM. On either it ignores further signals, prints one line
-(``interrupted by SIGINT: ...``, the rest from the runner's ``describe``),
-terminates every process below it (:func:`terminate_descendants`) and
-exits at once with 128 + the signal's number: 130 for SIGINT, 143 for
-SIGTERM. It skips any clean-up that could block (a pool's ``__exit__``
-waits for its workers). Work the runner must not leave half done, such as
-writing a finished result, goes in :meth:`Stopper.deferred`: a signal that
-arrives inside it is acted on at its end.
+SIGINT, SIGTERM and SIGHUP (a closed terminal). On any of them it ignores
+further signals, prints one line (``interrupted by SIGINT: ...``, the rest
+from the runner's ``describe``), terminates every process below it
+(:func:`terminate_descendants`) and exits at once with 128 + the signal's
+number: 130 for SIGINT, 143 for SIGTERM, 129 for SIGHUP. It skips any
+clean-up that could block (a pool's ``__exit__`` waits for its workers).
+Work the runner must not leave half done, such as writing a finished
+result, goes in :meth:`Stopper.deferred`: a signal that arrives inside it
+is acted on at its end.
 
 In each worker, :func:`worker_init` (a pool's ``initializer``, or the first
-call of a worker script) ignores SIGINT, since Ctrl-C reaches the whole
-foreground process group and the coordinator decides. On SIGTERM the
-worker runs the callbacks registered with :func:`on_stop` (shutting its
-kernels down through their managers, say), kills what is left below it
-and exits with 143. It also asks Linux to send it SIGTERM if the
-coordinator dies, even by SIGKILL.
+call of a worker script) ignores SIGINT and SIGHUP, since Ctrl-C and a
+closed terminal reach the whole foreground process group and the
+coordinator decides. On SIGTERM the worker runs the callbacks registered
+with :func:`on_stop` (shutting its kernels down through their managers,
+say), kills what is left below it and exits with 143. It also asks Linux
+to send it SIGTERM if the coordinator dies, even by SIGKILL.
 
 How a runner uses it (:mod:`booktools.execute`,
 ``benchmarks/bench_chapters.py``; the ledger the same way)::
@@ -62,7 +63,7 @@ from types import FrameType
 
 import psutil
 
-SIGNALS = (signal.SIGINT, signal.SIGTERM)
+SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 # Linux prctl(2) options: re-parent orphaned descendants to this process;
 # send this process a signal when its parent dies.
 _PR_SET_PDEATHSIG = 1
@@ -178,10 +179,11 @@ class Stopper:
 def stop_on_signals(
     describe: Callable[[], str], grace: float = 3.0
 ) -> Iterator[Stopper]:
-    """Inside this block, SIGINT and SIGTERM stop the run and every process
-    below it (see the module's docstring); outside, the handlers that were
-    there before apply again. A signal this process was started to ignore
-    (SIGINT in a shell's background job) stays ignored.
+    """Inside this block, SIGINT, SIGTERM and SIGHUP stop the run and every
+    process below it (see the module's docstring); outside, the handlers
+    that were there before apply again. A signal this process was started
+    to ignore (SIGINT in a shell's background job, SIGHUP under nohup)
+    stays ignored.
 
     Args:
         describe: called once on a signal; returns what was interrupted and
@@ -210,12 +212,13 @@ def stop_on_signals(
 
 
 def worker_init() -> None:
-    """Set up a worker process of a stoppable run: ignore SIGINT (the
-    coordinator decides), and on SIGTERM, or when the coordinator dies,
+    """Set up a worker process of a stoppable run: ignore SIGINT and SIGHUP
+    (the coordinator decides), and on SIGTERM, or when the coordinator dies,
     run the :func:`on_stop` callbacks, kill what is left below this
     process and exit with 143."""
     _on_stop.clear()  # a forked worker starts with none of its parent's
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, _stop_worker)
     _prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
