@@ -85,11 +85,17 @@ chapter: $(STAMP)
 	  || { rm -rf $(PAGE)/.doctrees; exit 1; }
 
 # The book with other seed sets, each into its own folder: a claim that
-# held only for the default seeds fails here.
+# held only for the default seeds fails here. Ctrl-C or SIGTERM stops the
+# loop, not just the build under way, and so does a build that a signal
+# ended (status above 128); its finished pages stay cached.
 robust: $(STAMP)
-	@failed=""; for s in $(ROBUST_SEEDS); do \
-	  $(MAKE) book BATCHLAB_SEED=$$s OUT=$(BUILD)/robust/seed$$s \
-	    || failed="$$failed $$s"; \
+	@trap 'echo "make robust: stopped at seed set $$s"; exit 130' INT; \
+	trap 'echo "make robust: stopped at seed set $$s"; exit 143' TERM; \
+	failed=""; for s in $(ROBUST_SEEDS); do \
+	  $(MAKE) book BATCHLAB_SEED=$$s OUT=$(BUILD)/robust/seed$$s; rc=$$?; \
+	  if [ $$rc -gt 128 ]; then \
+	    echo "make robust: stopped at seed set $$s"; exit $$rc; fi; \
+	  [ $$rc -eq 0 ] || failed="$$failed $$s"; \
 	done; \
 	if [ -n "$$failed" ]; then echo "make robust: seed sets$$failed failed"; exit 1; fi
 
@@ -159,10 +165,12 @@ pdf-check:
 # (<chapter>.pdf, no solutions) and an instructor edition
 # (<chapter>-instructor.pdf): one LaTeX build writes them all
 # (booktools.latex). When the site is built, the PDFs go under its pdf/.
+# LaTeX reads no terminal: after Ctrl-C (or an error) it would wait at its
+# "?" prompt, left behind when make returns.
 pdf: cache-check pdf-check
 	rm -rf $(BUILD)/latex $(BUILD)/pdf
 	BATCHLAB_SCALE=$(SCALE) $(BIN)/python -m booktools.execute $(BUILD)
-	BATCHLAB_SCALE=$(SCALE) $(BIN)/jupyter-book build . --path-output $(OUT) --builder pdflatex $(JBFLAGS)
+	BATCHLAB_SCALE=$(SCALE) $(BIN)/jupyter-book build . --path-output $(OUT) --builder pdflatex $(JBFLAGS) < /dev/null
 	$(BIN)/python -m booktools.handouts $(BUILD)/latex _toc.yml $(BUILD)/pdf
 	if [ -d $(BUILD)/html ]; then \
 	  mkdir -p $(BUILD)/html/pdf && cp $(BUILD)/pdf/*.pdf $(BUILD)/html/pdf/; \

@@ -14,7 +14,14 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import ROOT, chapter_pages, make, require_tool, toc_files
+from conftest import (
+    ROOT,
+    chapter_pages,
+    make,
+    make_var,
+    require_tool,
+    toc_files,
+)
 from pybtex.database import parse_file
 from pypdf import PdfReader
 
@@ -211,6 +218,14 @@ def test_missing_latex_is_explained_without_a_trace():
     assert "apt-get install" in done.stdout
     assert "texlive-fonts-extra" in done.stdout
     assert "Traceback" not in done.stdout + done.stderr
+
+
+def test_latex_reads_no_terminal():
+    # After Ctrl-C, TeX asks at its "?" prompt what to do; reading the
+    # terminal it would wait there, left behind when make returns.
+    dry = make("-n", "-o", make_var("STAMP"), "pdf").stdout
+    latex = [line for line in dry.splitlines() if "pdflatex" in line]
+    assert latex and all(line.endswith("< /dev/null") for line in latex)
 
 
 def test_book_pdf_has_every_page_and_no_leaks(pdfs):
