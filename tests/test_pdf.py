@@ -213,6 +213,7 @@ def test_missing_latex_is_explained_without_a_trace():
     assert "Traceback" not in done.stdout + done.stderr
 
 
+@pytest.mark.book
 def test_book_pdf_has_every_page_and_no_leaks(pdfs):
     book = pdfs / "book.pdf"
     text = loose(pdf_text(book))
@@ -224,12 +225,14 @@ def test_book_pdf_has_every_page_and_no_leaks(pdfs):
     assert 20 <= n_pages(book) <= 200
 
 
+@pytest.mark.book
 def test_no_object_reprs_in_any_pdf(pdfs):
     for path in all_pdfs(pdfs):
         found = OBJECT_REPR.findall(pdf_text(path, layout=False))
         assert not found, f"{path.name} prints Python objects: {found[:3]}"
 
 
+@pytest.mark.book
 def test_no_blank_pages(pdfs):
     """A page with nothing on it but, at most, its number."""
     for path in all_pdfs(pdfs):
@@ -243,6 +246,7 @@ def test_no_blank_pages(pdfs):
             assert not blank, f"{path.name}: page {i} is blank"
 
 
+@pytest.mark.book
 def test_figures_are_vector_or_print_resolution(pdfs, built):
     """Every figure of the site is in the book; raster images, if any,
     have at least MIN_PPI (vector figures have no pixels to count)."""
@@ -257,6 +261,7 @@ def test_figures_are_vector_or_print_resolution(pdfs, built):
             )
 
 
+@pytest.mark.book
 def test_nothing_runs_off_the_page(pdfs):
     """Tables, code and formulas stay inside the paper, a quarter inch
     from its edges (a table too wide for the text once ran off it)."""
@@ -281,6 +286,7 @@ def test_nothing_runs_off_the_page(pdfs):
                 )
 
 
+@pytest.mark.book
 def test_glossary_and_map_tables_do_not_hyphenate(pdfs):
     """Words of the glossary's and the map's table cells are never split
     across lines ("Hes- sian"); glossary terms print whole."""
@@ -305,6 +311,7 @@ def test_glossary_and_map_tables_do_not_hyphenate(pdfs):
         assert loose(term) in flat, f"glossary term {term!r} not printed"
 
 
+@pytest.mark.book
 def test_reference_labels_are_author_year_in_text_and_list(pdfs):
     text = pdf_text(pdfs / "book.pdf", layout=False)
     assert not ALPHA_LABEL.search(text), ALPHA_LABEL.findall(text)[:5]
@@ -325,6 +332,7 @@ def test_reference_labels_are_author_year_in_text_and_list(pdfs):
     assert "$" not in listing and "tr(f(A))" in listing  # math titles
 
 
+@pytest.mark.book
 @pytest.mark.parametrize("page", chapter_pages())
 def test_handouts_per_chapter(pdfs, built, page):
     student, instructor = handout_paths(pdfs, page)
