@@ -316,3 +316,248 @@ def test_a_page_built_alone_has_no_handout_links(tmp_path):
     html = next((book / "ch" / "_build").rglob("one.html")).read_text()
     assert "one.ipynb" in html
     assert "-instructor.pdf" not in html.split("handout-links")[0]
+
+
+# --- print: handouts, cross-references, bookkeeping (booktools.latex) -------
+# A two-chapter Sphinx project built to LaTeX sources in a few seconds: no
+# LaTeX, no chapter executed, no book built.
+
+TINY_CONF = """
+project = "Tiny"
+extensions = ["myst_nb", "sphinx_exercise", "sphinxcontrib.bibtex",
+              "booktools.sphinxext"]
+nb_execution_mode = "off"
+bibtex_bibfiles = ["refs.bib"]
+bibtex_reference_style = "author_year_label"
+bibtex_default_style = "authoryear"
+numfig = True
+latex_documents = [("index", "book.tex", "Tiny", "A", "manual")]
+html_theme_options = {"repository_url": "https://github.com/o/r"}
+html_baseurl = "https://o.github.io/r/"
+"""
+TINY_PAGES = {
+    "refs.bib": """
+@misc{alpha, author = {Alpha, Ann}, title = {Only in one}, year = {2001}}
+@misc{beta, author = {Beta, Bob}, title = {Only in two}, year = {2002}}
+""",
+    "index.md": """# Tiny
+
+```{toctree}
+:numbered:
+one
+two
+```
+
+```{toctree}
+back
+```
+""",
+    "one.md": """---
+jupytext:
+  text_representation: {extension: .md, format_name: myst}
+kernelspec: {display_name: Python 3, language: python, name: python3}
+---
+
+(one)=
+# First chapter
+
+Cites {cite:p}`alpha`; see {ref}`two`, {ref}`sec-two`, {numref}`fig-two`,
+{ref}`back` and {ref}`that one <two>`.
+
+```{code-cell} ipython3
+x = 1
+claims.verify(sec,
+              sec.facts(x, 2))
+plots.settings(x)
+```
+
+```{code-cell} ipython3
+glue("k", x, display=False)
+```
+
+```{code-cell} ipython3
+claims.report()
+```
+
+```{exercise}
+:label: ex-one
+Do it.
+```
+
+```{solution} ex-one
+SOLVEDONE the answer.
+```
+
+## References
+
+Listed in the back.
+""",
+    "two.md": """(two)=
+# Second chapter
+
+Cites {cite:p}`beta`, after {ref}`one`.
+
+(sec-two)=
+## A section
+
+```{figure} pic.png
+:name: fig-two
+
+A picture.
+```
+""",
+    "back.md": """(back)=
+# Back page
+
+```{figure} pic.png
+:name: fig-back
+
+Back picture.
+```
+
+```{bibliography}
+:all:
+```
+""",
+}
+
+
+def _png() -> bytes:
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        crc = struct.pack(">I", zlib.crc32(kind + data))
+        return struct.pack(">I", len(data)) + kind + data + crc
+
+    raw = b"".join(b"\x00" + b"\xff\x00\x00" * 4 for _ in range(4))
+    header = struct.pack(">IIBBBBB", 4, 4, 8, 2, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(raw))
+        + chunk(b"IEND", b"")
+    )
+
+
+def tiny_project(folder):
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "conf.py").write_text(TINY_CONF)
+    for name, text in TINY_PAGES.items():
+        (folder / name).write_text(text, encoding="utf-8")
+    (folder / "pic.png").write_bytes(_png())
+    return folder
+
+
+def sphinx_build(src, builder: str):
+    out = src / "_build" / builder
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "sphinx",
+            "-q",
+            "-b",
+            builder,
+            str(src),
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    return out
+
+
+@pytest.fixture(scope="module")
+def tiny_latex(tmp_path_factory):
+    src = tiny_project(tmp_path_factory.mktemp("tiny"))
+    out = sphinx_build(src, "latex")
+    return {p.name: p.read_text(encoding="utf-8") for p in out.glob("*.tex")}
+
+
+def test_student_handouts_drop_solutions_and_instructor_ones_keep_them(
+    tiny_latex,
+):
+    assert "SOLVEDONE" not in tiny_latex["handout-one.tex"]
+    assert "SOLVEDONE" in tiny_latex["handout-one-instructor.tex"]
+    assert "SOLVEDONE" in tiny_latex["book.tex"]
+    assert "Do it." in tiny_latex["handout-one.tex"]  # the exercise stays
+
+
+def _bibitems(tex: str) -> list[str]:
+    return re.findall(r"\\bibitem\[([^\]]+)\]", tex)
+
+
+def test_each_handout_lists_only_the_works_its_chapter_cites(tiny_latex):
+    for edition in ("", "-instructor"):
+        assert _bibitems(tiny_latex[f"handout-one{edition}.tex"]) == [
+            "Alpha, 2001"
+        ]
+        assert _bibitems(tiny_latex[f"handout-two{edition}.tex"]) == [
+            "Beta, 2002"
+        ]
+    assert _bibitems(tiny_latex["book.tex"]) == ["Alpha, 2001", "Beta, 2002"]
+
+
+def test_handout_cross_references_name_chapter_title_and_address(
+    tiny_latex,
+):
+    tex = tiny_latex["handout-one.tex"]
+    assert "xref" not in tex  # Sphinx's unresolved label
+    url = r"\sphinxurl{https://o.github.io/r/two.html"
+    assert r"Chapter 2, \sphinxstyleemphasis{Second chapter}, " + url in tex
+    assert (
+        r"A section (Chapter 2, \sphinxstyleemphasis{Second chapter}, "
+        + url
+        + r"\#sec-two})"
+    ) in tex
+    assert "Fig. 2.1 (Chapter 2" in tex
+    assert r"Appendix A, \sphinxstyleemphasis{Back page}" in tex
+    assert "that one (Chapter 2, " in tex
+
+
+def test_book_cross_references_to_a_chapter_read_chapter_n(tiny_latex):
+    tex = tiny_latex["book.tex"]
+    assert r"\DUrole{std,std-ref}{Chapter 2}" in tex
+    assert r"\DUrole{std,std-ref}{Chapter 1}" in tex
+    assert r"\DUrole{std,std-ref}{that one}" in tex  # explicit text kept
+    assert r"\DUrole{std,std-ref}{A section}" in tex
+
+
+def test_back_matter_is_lettered_in_print(tiny_latex):
+    tex = tiny_latex["book.tex"]
+    assert tex.index(r"\appendix") < tex.index(r"\chapter{Back page}")
+    assert tex.index(r"\chapter{Second chapter}") < tex.index(r"\appendix")
+    assert r"\appendix" not in tiny_latex["handout-two.tex"]
+
+
+def test_print_leaves_out_claim_and_glue_bookkeeping(tiny_latex):
+    for name in ("book.tex", "handout-one.tex"):
+        tex = tiny_latex[name]
+        assert "verify" not in tex and "facts" not in tex
+        assert r"\PYG{n}{report}" not in tex
+        assert r"\PYG{n}{glue}" not in tex
+        assert "settings" in tex  # the rest of the cell prints
+        assert r"\needspace{5\baselineskip}" in tex
+
+
+def test_printed_code_drops_whole_statements_only():
+    code = "a = 1\nclaims.verify(sec,\n    facts)\nb = glue_like(2)\n"
+    assert latex.printed_code(code) == "a = 1\nb = glue_like(2)"
+    assert latex.printed_code("x = claims.verify(s, f)") == (
+        "x = claims.verify(s, f)"
+    )
+    assert latex.printed_code("claims.report(exp)") is None
+    assert latex.printed_code("%pip install x") == "%pip install x"
+
+
+def test_back_matter_is_lettered_on_the_site(tmp_path):
+    src = tiny_project(tmp_path / "tiny")
+    out = sphinx_build(src, "html")
+    back = (out / "back.html").read_text(encoding="utf-8")
+    assert "Fig. A.1" in back
+    assert re.search(r'section-number">A\.\s', back)
+    index = (out / "index.html").read_text(encoding="utf-8")
+    assert "A. Back page" in index and "2. Second chapter" in index

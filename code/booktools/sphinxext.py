@@ -32,7 +32,7 @@ from sphinx import addnodes
 from sphinx.application import Sphinx
 from sphinx.util.docutils import SphinxDirective
 
-from booktools import bibstyle, claimmarks, latex, sourcepages
+from booktools import bibstyle, claimmarks, latex, numbering, sourcepages
 from booktools.handouts import chapter_titles
 
 NOTEBOOK_DIR = "_notebooks"
@@ -225,6 +225,7 @@ def add_static(app: Sphinx) -> None:
 def setup(app: Sphinx) -> dict:
     bibstyle.register()
     latex.setup(app)
+    numbering.setup(app)
     sourcepages.setup(app)
     claimmarks.setup(app)
     app.add_directive("notebook-links", NotebookLinks)
