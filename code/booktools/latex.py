@@ -34,8 +34,8 @@ from importlib import resources
 from pathlib import Path
 
 from docutils import nodes
-from sphinx import addnodes
 from pybtex.plugin import find_plugin
+from sphinx import addnodes
 from sphinx.application import Sphinx
 from sphinx.builders.latex import LaTeXBuilder
 from sphinx.builders.latex.nodes import thebibliography
