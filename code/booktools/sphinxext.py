@@ -32,7 +32,14 @@ from sphinx import addnodes
 from sphinx.application import Sphinx
 from sphinx.util.docutils import SphinxDirective
 
-from booktools import bibstyle, claimmarks, latex, numbering, sourcepages
+from booktools import (
+    bibstyle,
+    claimmarks,
+    latex,
+    notebooks,
+    numbering,
+    sourcepages,
+)
 from booktools.handouts import chapter_titles
 
 NOTEBOOK_DIR = "_notebooks"
@@ -78,14 +85,19 @@ class NotebookLinks(SphinxDirective):
         href = up + f"{NOTEBOOK_DIR}/{docname}.ipynb"
         repo = self.config.html_theme_options.get("repository_url", "")
         colab = colab_url(repo, docname)
+        binderhub = self.config.html_theme_options.get(
+            "launch_buttons", {}
+        ).get("binderhub_url", "https://mybinder.org")
+        binder = notebooks.binder_url(binderhub, repo, docname)
         name = Path(docname).name
         paragraphs = [
             f'<a class="reference download" href="{href}" download>'
             f"Download this chapter as a notebook ({name}.ipynb, with "
             "outputs)</a> &middot; "
             f'<a class="reference external" href="{colab}">Open it in '
-            "Colab</a> (there, run <code>%pip install "
-            f"mnist1d==0.0.2.post1 git+{repo}</code> first)"
+            "Colab</a> &middot; "
+            f'<a class="reference external" href="{binder}">in Binder</a>'
+            " (its first cell installs what it needs)"
         ]
         source = Path(self.env.doc2path(docname)).read_text(encoding="utf-8")
         used = sourcepages.modules_used(source)
@@ -197,9 +209,10 @@ def dedupe_scripts(app, pagename, templatename, context, doctree) -> None:
 
 
 def copy_notebooks(app: Sphinx, exception: Exception | None) -> None:
-    """Copy executed notebooks next to the HTML pages, and the PDFs of an
-    earlier ``make pdf`` (``_build/pdf``) to ``pdf/``, where the pages
-    link them (``make pdf`` run after the site copies them too)."""
+    """Write the executed chapters as plain notebooks into the site
+    (:mod:`booktools.notebooks`), and copy the PDFs of an earlier
+    ``make pdf`` (``_build/pdf``) to ``pdf/``, where the pages link them
+    (``make pdf`` run after the site copies them too)."""
     if exception is not None or app.builder.format != "html":
         return
     pdfs = Path(app.outdir).parent / PDF_DIR
@@ -207,12 +220,7 @@ def copy_notebooks(app: Sphinx, exception: Exception | None) -> None:
         dest = Path(app.outdir) / PDF_DIR / pdf.name
         dest.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(pdf, dest)
-    source = Path(app.outdir).parent / "jupyter_execute"
-    target = Path(app.outdir) / NOTEBOOK_DIR
-    for nb in source.rglob("*.ipynb"):
-        dest = target / nb.relative_to(source)
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(nb, dest)
+    notebooks.write_notebooks(app, exception)
 
 
 def add_static(app: Sphinx) -> None:
@@ -234,5 +242,8 @@ def setup(app: Sphinx) -> dict:
     # Late, after handlers that add page-specific scripts (MathJax).
     app.connect("html-page-context", dedupe_scripts, priority=900)
     app.connect("build-finished", copy_notebooks)
+    app.connect(
+        "html-page-context", notebooks.point_binder_at_notebooks, priority=510
+    )
     app.connect("builder-inited", add_static)
     return {"parallel_read_safe": True, "parallel_write_safe": True}
