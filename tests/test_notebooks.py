@@ -144,9 +144,9 @@ def test_the_notebook_keeps_this_builds_outputs(tiny_notebook):
     assert any("ran" in o.get("text", "") for o in printed.outputs)
     drawn = [c for c in code if "fig_one" in c.source][0]
     assert "display=False" not in drawn.source  # shown when rerun too
-    assert any("image/svg+xml" in o.get("data", {}) for o in drawn.outputs) or (
-        any("image/png" in o.get("data", {}) for o in drawn.outputs)
-    )
+    assert any(
+        "image/svg+xml" in o.get("data", {}) for o in drawn.outputs
+    ) or (any("image/png" in o.get("data", {}) for o in drawn.outputs))
     # The theme's own download button serves the same notebook.
     assert (tiny_notebook / "_sources" / "one.ipynb").read_text() == (
         (tiny_notebook / "_notebooks" / "one.ipynb").read_text()

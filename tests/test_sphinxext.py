@@ -7,6 +7,7 @@ from types import SimpleNamespace
 
 import pytest
 from conftest import ROOT, jupyter_book
+from docutils import nodes
 
 from booktools import bibstyle, latex, sourcepages, sphinxext
 
@@ -364,6 +365,8 @@ kernelspec: {display_name: Python 3, language: python, name: python3}
 Cites {cite:p}`alpha`; see {ref}`two`, {ref}`sec-two`, {numref}`fig-two`,
 {ref}`back` and {ref}`that one <two>`.
 
+Launch it {web}`with the WEBONLY button`{print}`from PRINTONLY *page*`.
+
 ```{code-cell} ipython3
 x = 1
 claims.verify(sec,
@@ -524,6 +527,30 @@ def test_book_cross_references_to_a_chapter_read_chapter_n(tiny_latex):
     assert r"\DUrole{std,std-ref}{Chapter 1}" in tex
     assert r"\DUrole{std,std-ref}{that one}" in tex  # explicit text kept
     assert r"\DUrole{std,std-ref}{A section}" in tex
+
+
+def test_web_and_print_wording_each_in_its_medium(tiny_latex, tmp_path):
+    tex = tiny_latex["handout-one.tex"]
+    assert "WEBONLY" not in tex
+    assert r"from PRINTONLY \sphinxstyleemphasis{page}" in tex
+    out = sphinx_build(tiny_project(tmp_path / "tiny"), "html")
+    html = (out / "one.html").read_text(encoding="utf-8")
+    assert "with the WEBONLY button" in html and "PRINTONLY" not in html
+
+
+def test_a_heading_keeps_room_for_the_table_after_it():
+    table = nodes.table()
+    group = nodes.tgroup()
+    body = nodes.tbody()
+    body += [nodes.row() for _ in range(5)]
+    group += body
+    table += group
+    section = nodes.section()
+    section += [nodes.title(text="Map"), nodes.target(), table]
+    assert latex.heading_room(section) == 16
+    plain = nodes.section()
+    plain += [nodes.title(text="Text"), nodes.paragraph(text="x"), table]
+    assert latex.heading_room(plain) == 6
 
 
 def test_back_matter_is_lettered_in_print(tiny_latex):

@@ -531,6 +531,14 @@ class BookLaTeXTranslator(LaTeXTranslator):
         if self._wide_tables.pop():
             self.body.append("\\endgroup\n")
 
+    def visit_title(self, node: nodes.Element) -> None:
+        # A heading never ends a page: room for a few lines after it, or
+        # for the whole of a table that follows it at once.
+        if isinstance(node.parent, nodes.section):
+            lines = heading_room(node.parent)
+            self.body.append(f"\n\\needspace{{{lines}\\baselineskip}}\n")
+        super().visit_title(node)
+
     def visit_start_of_file(self, node: nodes.Element) -> None:
         # The back matter is lettered (booktools.numbering): LaTeX's
         # \appendix before its first page makes it "Appendix A".
@@ -549,6 +557,26 @@ class BookLaTeXTranslator(LaTeXTranslator):
         if self.edition == "student" and is_solution(node):
             raise nodes.SkipNode
         super().dispatch_visit(node)
+
+
+def heading_room(section: nodes.Element) -> int:
+    """Lines to keep free below a section heading: 6, or, when a table
+    comes first, the table's (two lines a row, at most 40)."""
+    for child in section.children[1:]:
+        if isinstance(child, (nodes.target, addnodes.tabular_col_spec)):
+            continue
+        tables = (
+            [child]
+            if isinstance(child, nodes.table)
+            else list(child.findall(nodes.table))
+            if isinstance(child, nodes.container)
+            else []
+        )
+        if tables:
+            rows = len(list(tables[0].findall(nodes.row)))
+            return min(40, 2 * rows + 6)
+        break
+    return 6
 
 
 def is_solution(node: nodes.Node) -> bool:

@@ -402,8 +402,9 @@ def convert_markdown(ctx: Context, text: str) -> str:
 def install_cell(requirements: Path, package_url: str) -> str:
     """The first code cell: the book's package and the pinned versions of
     what the chapters import, where ``batchlab`` is not installed."""
-    pins, torch = [], None
-    for raw in requirements.read_text(encoding="utf-8").splitlines():
+    pins, torch = [], "torch"
+    text = requirements.read_text("utf-8") if requirements.exists() else ""
+    for raw in text.splitlines():
         line = raw.split("#")[0].strip()
         if "==" not in line or line.startswith("-"):
             continue

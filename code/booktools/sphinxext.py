@@ -134,6 +134,13 @@ class NotebookLinks(SphinxDirective):
         return [nodes.raw("", html, format="html")]
 
 
+def pdf_address(config, name: str) -> str:
+    """A PDF's address on the published site (``html_baseurl``), or its
+    path in the site when the book has no address."""
+    base = (config.html_baseurl or "").rstrip("/")
+    return f"{base}/{PDF_DIR}/{name}" if base else f"{PDF_DIR}/{name}"
+
+
 class HandoutLinks(SphinxDirective):
     """``{handout-links}``: the book and every chapter's handouts as PDF
     (HTML only; ``make pdf`` puts the files under ``pdf/``)."""
@@ -156,7 +163,7 @@ class HandoutLinks(SphinxDirective):
             for stem, title in titles.items()
         ]
         html = '<ul class="handout-links">' + "".join(items) + "</ul>"
-        # In print, the file names of the folder the site serves.
+        # In print, the addresses where the site serves them.
         printed = addnodes.only(expr="latex")
         files = nodes.bullet_list()
         names = [("The whole book", ["book.pdf"])] + [
@@ -168,7 +175,8 @@ class HandoutLinks(SphinxDirective):
             for i, name in enumerate(pdfs):
                 if i:
                     item += nodes.Text(" and ")
-                item += nodes.literal(text=f"{PDF_DIR}/{name}")
+                address = pdf_address(self.config, name)
+                item += nodes.reference(address, address, refuri=address)
             files += nodes.list_item("", item)
         printed += files
         return [nodes.raw("", html, format="html"), printed]
@@ -187,6 +195,22 @@ def ja_role(name, rawtext, text, lineno, inliner, options=None, content=None):
     )
     latex = nodes.raw("", f"{{\\cjkfont {text}}}", format="latex")
     return [html, latex], []
+
+
+def _variant_role(expr: str):
+    """A role whose text appears only in one kind of output: ``{web}``
+    on the site (and in the notebooks), ``{print}`` in the PDFs. Its text
+    is parsed as inline Markdown, so it may hold links, math and roles."""
+
+    def role(name, rawtext, text, lineno, inliner, options=None, content=None):
+        children, messages = inliner.parse(
+            text, lineno, inliner, nodes.inline()
+        )
+        only = addnodes.only(expr=expr)
+        only += nodes.inline(text, "", *children)
+        return [only], messages
+
+    return role
 
 
 def dedupe_scripts(app, pagename, templatename, context, doctree) -> None:
@@ -239,6 +263,10 @@ def setup(app: Sphinx) -> dict:
     app.add_directive("notebook-links", NotebookLinks)
     app.add_directive("handout-links", HandoutLinks)
     app.add_role("ja", ja_role)
+    # Wording for one medium: "the rocket button" exists only on the
+    # site; "the address below" only in print.
+    app.add_role("web", _variant_role("html"))
+    app.add_role("print", _variant_role("latex"))
     # Late, after handlers that add page-specific scripts (MathJax).
     app.connect("html-page-context", dedupe_scripts, priority=900)
     app.connect("build-finished", copy_notebooks)
