@@ -113,7 +113,7 @@ def binder_url(page_path: str) -> str:
 OVERFLOW_JS = """() => {
   const W = document.documentElement.clientWidth;
   let worst = null;
-  for (const e of document.querySelectorAll('.bd-main *')) {
+  for (const e of document.querySelectorAll('.bd-article *')) {
     const r = e.getBoundingClientRect();
     if (r.width === 0 || r.right <= W + 1) continue;
     let p = e.parentElement, held = false;
