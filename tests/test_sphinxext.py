@@ -588,3 +588,32 @@ def test_back_matter_is_lettered_on_the_site(tmp_path):
     assert re.search(r'section-number">A\.\s', back)
     index = (out / "index.html").read_text(encoding="utf-8")
     assert "A. Back page" in index and "2. Second chapter" in index
+
+
+# --- Japanese: search and print ---------------------------------------------
+
+
+def test_english_search_indexes_the_words_of_japanese_terms():
+    search = sphinxext.SearchEnglishJapanese({})
+    words = search.split("the stochastic gradient 確率的勾配 here")
+    assert {"the", "stochastic", "gradient", "here"} <= set(words)
+    assert "確率的勾配" in words and "勾配" in words and "確率" in words
+    assert search.split("no Japanese") == ["no", "Japanese"]
+
+
+def test_the_japanese_edition_searches_in_japanese():
+    ja = SimpleNamespace(language="ja", html_search_language=None)
+    sphinxext.search_language(None, ja)
+    assert ja.html_search_language == "ja"
+    en = SimpleNamespace(language="en", html_search_language=None)
+    sphinxext.search_language(None, en)
+    assert en.html_search_language is None
+
+
+def test_japanese_prints_with_line_breaks_between_characters():
+    config = (ROOT / "_config.yml").read_text(encoding="utf-8")
+    assert r'\XeTeXlinebreaklocale "ja"' in config
+    assert r"\newcommand{\bookja}" in config
+    out, _ = sphinxext.ja_role("ja", "", "学習率", 1, None)
+    latex_node = [n for n in out if n.get("format") == "latex"][0]
+    assert latex_node.astext() == r"\bookja{学習率}"

@@ -23,6 +23,7 @@ The repository URL comes from the theme options Jupyter Book fills from
 
 from __future__ import annotations
 
+import re
 import shutil
 from html import escape
 from pathlib import Path
@@ -30,6 +31,9 @@ from pathlib import Path
 from docutils import nodes
 from sphinx import addnodes
 from sphinx.application import Sphinx
+from sphinx.search import languages as search_languages
+from sphinx.search.en import SearchEnglish
+from sphinx.search.ja import DefaultSplitter
 from sphinx.util.docutils import SphinxDirective
 
 from booktools import (
@@ -183,7 +187,8 @@ class HandoutLinks(SphinxDirective):
 
 
 def ja_role(name, rawtext, text, lineno, inliner, options=None, content=None):
-    """``{ja}`...```: Japanese text, typeset in a Japanese font."""
+    """``{ja}`...```: Japanese text, typeset in a Japanese font that may
+    break lines between characters (``\\bookja``, ``_config.yml``)."""
     if any(c in text for c in "\\{}$&#%^_~"):
         msg = inliner.reporter.error(
             f"the ja role takes plain Japanese text, got {text!r}",
@@ -193,7 +198,7 @@ def ja_role(name, rawtext, text, lineno, inliner, options=None, content=None):
     html = nodes.raw(
         "", f'<span lang="ja">{escape(text)}</span>', format="html"
     )
-    latex = nodes.raw("", f"{{\\cjkfont {text}}}", format="latex")
+    latex = nodes.raw("", f"\\bookja{{{text}}}", format="latex")
     return [html, latex], []
 
 
@@ -211,6 +216,41 @@ def _variant_role(expr: str):
         return [only], messages
 
     return role
+
+
+CJK = re.compile(r"[\u3040-\u30ff\u3400-\u9fff\uf900-\ufaff\uff66-\uff9f]")
+
+
+class SearchEnglishJapanese(SearchEnglish):
+    """English search whose index also holds the words of Japanese runs
+    (the glossary's terms): "確率的勾配" is indexed whole and as 確率, 的
+    and 勾配, segmented by Sphinx's Japanese splitter, so searching for
+    勾配 finds it. English words are stemmed as before."""
+
+    def init(self, options: dict) -> None:
+        super().init(options)
+        self._japanese = DefaultSplitter(options)
+
+    def split(self, input: str) -> list[str]:
+        words = super().split(input)
+        extra = [
+            part
+            for word in words
+            if CJK.search(word)
+            for part in self._japanese.split(word)
+            if part.strip() and part != word
+        ]
+        return words + extra
+
+
+def search_language(app: Sphinx, config) -> None:
+    """Japanese search where Japanese appears: the Japanese edition
+    (``language: ja``) searches with Sphinx's Japanese index; the English
+    one indexes Japanese words too (:class:`SearchEnglishJapanese`)."""
+    language = (config.language or "en").split("_")[0]
+    if language == "ja" and not config.html_search_language:
+        config.html_search_language = "ja"
+    search_languages["en"] = SearchEnglishJapanese
 
 
 def dedupe_scripts(app, pagename, templatename, context, doctree) -> None:
@@ -274,4 +314,5 @@ def setup(app: Sphinx) -> dict:
         "html-page-context", notebooks.point_binder_at_notebooks, priority=510
     )
     app.connect("builder-inited", add_static)
+    app.connect("config-inited", search_language)
     return {"parallel_read_safe": True, "parallel_write_safe": True}
