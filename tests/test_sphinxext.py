@@ -365,6 +365,7 @@ kernelspec: {display_name: Python 3, language: python, name: python3}
 Cites {cite:p}`alpha`; see {ref}`two`, {ref}`sec-two`, {numref}`fig-two`,
 {ref}`back` and {ref}`that one <two>`.
 
+Term: 学習率 (learning rate).
 Launch it {web}`with the WEBONLY button`{print}`from PRINTONLY *page*`.
 
 ```{code-cell} ipython3
@@ -553,6 +554,31 @@ def test_a_heading_keeps_room_for_the_table_after_it():
     assert latex.heading_room(plain) == 6
 
 
+def test_japanese_in_running_text_prints_in_the_japanese_font(tiny_latex):
+    assert (
+        r"Term: \bookja{学習率} (learning rate)"
+        in tiny_latex["handout-one.tex"]
+    )
+
+
+def test_a_work_without_author_is_cited_by_its_short_title():
+    from pybtex.database import parse_string
+
+    bib = parse_string(
+        "@misc{j, title = {長い題名の記事}, shorttitle = {題名}}\n"
+        "@misc{k, author = {Cho, K.}, title = {T}, year = {2020}}\n",
+        "bibtex",
+    )
+    bibstyle.register()
+    style = bibstyle.AuthorYearStyle()
+    labels = [e.label for e in style.format_entries(bib.entries.values())]
+    assert labels == ["Cho, 2020", "題名, n.d."]
+    with pytest.raises(ValueError, match="no author, editor or title"):
+        bibstyle.authors_text(
+            parse_string("@misc{x, year={1}}", "bibtex").entries["x"]
+        )
+
+
 def test_back_matter_is_lettered_in_print(tiny_latex):
     tex = tiny_latex["book.tex"]
     assert tex.index(r"\appendix") < tex.index(r"\chapter{Back page}")
@@ -613,7 +639,7 @@ def test_the_japanese_edition_searches_in_japanese():
 def test_japanese_prints_with_line_breaks_between_characters():
     config = (ROOT / "_config.yml").read_text(encoding="utf-8")
     assert r'\XeTeXlinebreaklocale "ja"' in config
-    assert r"\newcommand{\bookja}" in config
+    assert r"\DeclareRobustCommand{\bookja}" in config
     out, _ = sphinxext.ja_role("ja", "", "学習率", 1, None)
     latex_node = [n for n in out if n.get("format") == "latex"][0]
     assert latex_node.astext() == r"\bookja{学習率}"

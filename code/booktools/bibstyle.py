@@ -53,10 +53,14 @@ def plain_name(last_names: list[str]) -> str:
 
 def authors_text(entry) -> str:
     """ "Bottou", "Smith and Le" or "Goyal et al." (authors, else
-    editors, else the title)."""
+    editors, else the short title, else the title: a work that names no
+    author is cited by its title, never as "Anonymous")."""
     persons = entry.persons.get("author") or entry.persons.get("editor")
     if not persons:
-        return plain_name([entry.fields.get("title", "Anonymous")])
+        title = entry.fields.get("shorttitle") or entry.fields.get("title")
+        if not title:
+            raise ValueError(f"{entry.key}: no author, editor or title")
+        return plain_name([title])
     names = [plain_name(p.last_names or p.first_names) for p in persons]
     if len(names) == 1:
         return names[0]

@@ -29,6 +29,7 @@ from __future__ import annotations
 import ast
 import datetime as dt
 import os
+import re
 import subprocess
 from importlib import resources
 from pathlib import Path
@@ -54,6 +55,10 @@ EDITION_NAMES = {
     "instructor": "Instructor edition (exercises with solutions)",
 }
 REFERENCES_TITLE = "References"
+#: Runs of Japanese (kana, kanji, full-width forms) in running text.
+CJK_RUN = re.compile(
+    r"[\u3000-\u30ff\u3400-\u9fff\uf900-\ufaff\uff00-\uffef]+"
+)
 #: Tables with at least this many columns print in a smaller font.
 WIDE_TABLE = 7
 
@@ -530,6 +535,15 @@ class BookLaTeXTranslator(LaTeXTranslator):
         super().depart_table(node)
         if self._wide_tables.pop():
             self.body.append("\\endgroup\n")
+
+    def visit_Text(self, node: nodes.Text) -> None:  # noqa: N802
+        # Japanese anywhere (a title in the reference list, a term) in the
+        # Japanese font, with line breaks between its characters; the
+        # main font has no Japanese glyphs.
+        text = self.encode(node.astext())
+        self.body.append(
+            CJK_RUN.sub(lambda m: f"\\bookja{{{m.group(0)}}}", text)
+        )
 
     def visit_title(self, node: nodes.Element) -> None:
         # A heading never ends a page: room for a few lines after it, or
