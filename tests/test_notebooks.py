@@ -68,6 +68,17 @@ glue("fig_one", fig, display=False)
 plt.close(fig)
 ```
 
+```{code-cell} ipython3
+import pandas as pd
+
+from batchlab import plots
+
+plots.table(pd.DataFrame({"a": [1], "b": [2]}), caption="A small table",
+            name="tab-small")
+```
+
+As {numref}`tab-small` shows.
+
 ```{glue:figure} fig_one
 :name: fig-one
 :alt: a line
@@ -93,7 +104,7 @@ def tiny_notebook(tmp_path_factory):
     src = tiny_project(tmp_path_factory.mktemp("nb"))
     (src / "conf.py").write_text(
         TINY_CONF.replace('"off"', '"cache"')
-        + "\nnb_execution_cache_path = '_build/.jupyter_cache'\n"
+        + "\nnb_render_markdown_format = 'myst'\n"
         + "html_theme_options['launch_buttons'] = "
         + "{'binderhub_url': 'https://mybinder.org'}\n"
     )
@@ -132,6 +143,8 @@ def test_a_notebook_page_becomes_plain_jupyter_markdown(tiny_notebook):
     assert "> **Exercise 1.1**" in text and "> Do it." in text
     assert "<details><summary>Solution to Exercise 1.1</summary>" in text
     assert "**Fig. 1.1** (above). A glued figure." in text
+    assert f"As [Table 1.1]({site}one.html#tab-small) shows." in text
+    assert "**Table 1.1.** A small table\n\n| a | b |" in text
     last = nb.cells[-1]
     assert last.cell_type == "markdown" and "Works cited" in last.source
     assert "**Alpha, 2001.**" in last.source and "Only in two" in last.source
@@ -151,6 +164,12 @@ def test_the_notebook_keeps_this_builds_outputs(tiny_notebook):
     assert (tiny_notebook / "_sources" / "one.ipynb").read_text() == (
         (tiny_notebook / "_notebooks" / "one.ipynb").read_text()
     )
+
+
+def test_a_captioned_table_is_numbered_on_the_site(tiny_notebook):
+    html = (tiny_notebook / "one.html").read_text(encoding="utf-8")
+    assert re.search(r"Table 1\.1\s*</span>", html), "no numbered caption"
+    assert 'href="#tab-small"' in html
 
 
 def test_first_cell_installs_the_package_and_the_pins(tiny_notebook):

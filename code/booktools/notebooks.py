@@ -448,8 +448,12 @@ def executed(app: Sphinx, source: Path) -> nbformat.NotebookNode:
     nb = read_myst_markdown_notebook(
         source.read_text(encoding="utf-8"), path=source
     )
-    cache_dir = app.config.nb_execution_cache_path or str(
-        Path(app.outdir).parent / ".jupyter_cache"
+    # Where myst-nb put it (its default when the book names none).
+    settings = getattr(app.env, "mystnb_config", None)
+    cache_dir = str(
+        getattr(settings, "execution_cache_path", "")
+        or app.config.nb_execution_cache_path
+        or Path(app.outdir).parent / ".jupyter_cache"
     )
     try:
         _, merged = get_cache(cache_dir).merge_match_into_notebook(nb)

@@ -34,6 +34,7 @@ from sphinx.application import Sphinx
 from sphinx.search import languages as search_languages
 from sphinx.search.en import SearchEnglish
 from sphinx.search.ja import DefaultSplitter
+from sphinx.transforms import SphinxTransform
 from sphinx.util.docutils import SphinxDirective
 
 from booktools import (
@@ -253,6 +254,24 @@ def search_language(app: Sphinx, config) -> None:
     search_languages["en"] = SearchEnglishJapanese
 
 
+class OutputTableLabels(SphinxTransform):
+    """Numbered tables made by a cell (``plots.table(..., caption=...,
+    name=...)``) can be referred to: myst-nb parses a Markdown output in a
+    document of its own, so the table's name never reached the page's
+    labels and ``{numref}`` to it failed. Runs before Sphinx collects the
+    labels."""
+
+    default_priority = 840  # SphinxDomains (labels) is 850
+
+    def apply(self, **kwargs) -> None:
+        for table in self.document.findall(nodes.table):
+            for name in table.get("names", []):
+                if name not in self.document.nametypes:
+                    table["names"].remove(name)
+                    table["names"].append(name)
+                    self.document.note_explicit_target(table, table)
+
+
 def dedupe_scripts(app, pagename, templatename, context, doctree) -> None:
     """Drop repeated entries (same file and attributes, such as an inline
     body, whatever their priority) from a page's scripts."""
@@ -315,4 +334,5 @@ def setup(app: Sphinx) -> dict:
     )
     app.connect("builder-inited", add_static)
     app.connect("config-inited", search_language)
+    app.add_transform(OutputTableLabels)
     return {"parallel_read_safe": True, "parallel_write_safe": True}
