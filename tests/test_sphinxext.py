@@ -603,6 +603,12 @@ def test_printed_code_drops_whole_statements_only():
         "x = claims.verify(s, f)"
     )
     assert latex.printed_code("claims.report(exp)") is None
+    nested = (
+        "x = run()\nif quick:\n    claims.check(a,\n                 'b')\n"
+        "for n in names:\n    claims.publish(n, 1)\n"
+        "if y:\n    glue('k', y)\n    print(y)\n"
+    )
+    assert latex.printed_code(nested) == "x = run()\nif y:\n    print(y)"
     assert latex.printed_code("%pip install x") == "%pip install x"
 
 

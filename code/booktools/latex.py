@@ -391,24 +391,45 @@ def _called(statement: ast.stmt) -> str:
 
 
 def printed_code(code: str, hidden=PRINT_HIDDEN_CALLS) -> str | None:
-    """The code a printed cell shows: ``code`` without its top-level
-    bookkeeping statements (calls named in ``hidden``), or ``None`` when
+    """The code a printed cell shows: ``code`` without its bookkeeping
+    statements (calls named in ``hidden``, at any depth; a loop or an
+    ``if`` left with nothing but such calls goes too), or ``None`` when
     the cell is a dropped one (``PRINT_DROPPED_CELLS``). Code that does
     not parse (a magic) is printed as it is."""
     try:
         tree = ast.parse(code)
     except SyntaxError:
         return code
-    lines = code.splitlines()
+    if any(
+        _called(s) in PRINT_DROPPED_CELLS
+        for s in ast.walk(tree)
+        if isinstance(s, ast.stmt)
+    ):
+        return None
     drop: set[int] = set()
-    for statement in tree.body:
-        name = _called(statement)
-        if name in PRINT_DROPPED_CELLS:
-            return None
-        if name in hidden:
-            drop.update(range(statement.lineno - 1, statement.end_lineno))
-    kept = [line for i, line in enumerate(lines) if i not in drop]
+    _hide(tree.body, tuple(hidden), drop)
+    kept = [line for i, line in enumerate(code.splitlines()) if i not in drop]
     return "\n".join(kept).strip("\n")
+
+
+def _hide(statements: list[ast.stmt], hidden: tuple, drop: set[int]) -> bool:
+    """Add the lines of hidden statements to ``drop``; whether every one
+    of ``statements`` went."""
+    gone = 0
+    for statement in statements:
+        bodies = [
+            getattr(statement, field)
+            for field in ("body", "orelse", "finalbody")
+            if getattr(statement, field, None)
+        ]
+        if _called(statement) in hidden or (
+            bodies
+            and not isinstance(statement, (ast.FunctionDef, ast.ClassDef))
+            and all([_hide(body, hidden, drop) for body in bodies])
+        ):
+            drop.update(range(statement.lineno - 1, statement.end_lineno))
+            gone += 1
+    return gone == len(statements)
 
 
 class PrintedCells(SphinxPostTransform):
