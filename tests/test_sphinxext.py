@@ -511,15 +511,19 @@ def test_handout_cross_references_name_chapter_title_and_address(
     tex = tiny_latex["handout-one.tex"]
     assert "xref" not in tex  # Sphinx's unresolved label
     url = r"\sphinxurl{https://o.github.io/r/two.html"
-    assert r"Chapter 2, \sphinxstyleemphasis{Second chapter}, " + url in tex
     assert (
-        r"A section (Chapter 2, \sphinxstyleemphasis{Second chapter}, "
-        + url
-        + r"\#sec-two})"
+        r"see Chapter 2, \sphinxstyleemphasis{Second chapter} (" + url + "})"
     ) in tex
-    assert "Fig. 2.1 (Chapter 2" in tex
-    assert r"Appendix A, \sphinxstyleemphasis{Back page}" in tex
-    assert "that one (Chapter 2, " in tex
+    assert r"A section (Chapter 2, " + url + r"\#sec-two})" in tex
+    assert r"Fig. 2.1 (Chapter 2, " + url + r"\#fig-two})" in tex
+    # The back matter by its title, not "Appendix A".
+    assert (
+        r"the \sphinxstyleemphasis{Back page} "
+        r"(\sphinxurl{https://o.github.io/r/back.html})"
+    ) in tex
+    assert (
+        r"that one (Chapter 2, \sphinxstyleemphasis{Second chapter}, " in tex
+    )
 
 
 def test_book_cross_references_to_a_chapter_read_chapter_n(tiny_latex):
@@ -528,6 +532,7 @@ def test_book_cross_references_to_a_chapter_read_chapter_n(tiny_latex):
     assert r"\DUrole{std,std-ref}{Chapter 1}" in tex
     assert r"\DUrole{std,std-ref}{that one}" in tex  # explicit text kept
     assert r"\DUrole{std,std-ref}{A section}" in tex
+    assert r"\DUrole{std,std-ref}{Back page}" in tex  # not "Appendix A"
 
 
 def test_web_and_print_wording_each_in_its_medium(tiny_latex, tmp_path):

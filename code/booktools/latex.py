@@ -261,6 +261,11 @@ def book_address(config, docname: str, anchor: str = "") -> str:
     return f"{base}/{docname}.html" + (f"#{anchor}" if anchor else "")
 
 
+def _chapter_only(name: str) -> str:
+    """ "Chapter 2" stays; "Appendix B" (a back-matter page) becomes ""."""
+    return name if name.startswith("Chapter") else ""
+
+
 class PrintedCrossReferences(SphinxPostTransform):
     """Cross-references as print reads them (LaTeX only, before Sphinx
     resolves them).
@@ -298,7 +303,9 @@ class PrintedCrossReferences(SphinxPostTransform):
             top = self._is_top(docname, labelid)
             if docname in inside:
                 if top and kind != "numref" and not node.get("refexplicit"):
-                    name = chapter_name(env, docname)
+                    # "Chapter 2"; the back matter keeps its title ("the
+                    # Glossary"), which the prose reads better with.
+                    name = _chapter_only(chapter_name(env, docname))
                     if name:
                         node["refexplicit"] = True
                         node.children = [nodes.inline(name, name)]
@@ -313,32 +320,41 @@ class PrintedCrossReferences(SphinxPostTransform):
         return first is not None and labelid in first["ids"]
 
     def _outside(self, node, docname: str, labelid: str, top: bool):
+        """ "Chapter 2, *Title* (address)", "*Glossary* (address)",
+        "Fig. 2.1 (Chapter 2, address)", "*Section* (Chapter 2, address)",
+        "their text (Chapter 2, *Title*, address)"."""
         env = self.env
         title = env.titles[docname].astext()
-        name = chapter_name(env, docname)
+        chapter = _chapter_only(chapter_name(env, docname))
         explicit = node.get("refexplicit")
-        out: list[nodes.Node] = []
-        if top:
-            if explicit:
-                out.append(nodes.Text(node.astext() + " ("))
-            lead = f"{name}, " if name else ""
-            out += [nodes.Text(lead), nodes.emphasis(title, title)]
-        else:
-            what = node.astext()
-            if node.get("reftype") == "numref" or not explicit:
-                what = self._label_text(node, docname, labelid) or what
-            out.append(nodes.Text(what + " ("))
-            out += [nodes.Text(f"{name}, " if name else "")]
-            out.append(nodes.emphasis(title, title))
         address = book_address(env.config, docname, "" if top else labelid)
-        if address:
-            out += [
-                nodes.Text(", "),
-                nodes.reference(address, address, refuri=address),
-            ]
-        if explicit or not top:
-            out.append(nodes.Text(")"))
-        return out
+        link = (
+            [nodes.reference(address, address, refuri=address)]
+            if address
+            else []
+        )
+        where: list[nodes.Node] = (
+            [nodes.Text(f"{chapter}, ")] if chapter else []
+        )
+        if top and not explicit:
+            out = [*where, nodes.emphasis(title, title)]
+            return out + (
+                [nodes.Text(" ("), *link, nodes.Text(")")] if link else []
+            )
+        if top:
+            what = node.astext()
+        else:
+            what = self._label_text(node, docname, labelid) or node.astext()
+            if node.get("reftype") != "numref" and explicit:
+                what = node.astext()
+        inner = [*where]
+        if top or not chapter:
+            inner.append(nodes.emphasis(title, title))
+        elif where:
+            inner[-1] = nodes.Text(chapter)
+        if link:
+            inner += [nodes.Text(", "), *link]
+        return [nodes.Text(what + " ("), *inner, nodes.Text(")")]
 
     def _label_text(self, node, docname: str, labelid: str) -> str:
         """ "Fig. 2.3", "Exercise 2.1" or the section's title."""
