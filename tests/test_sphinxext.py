@@ -518,7 +518,7 @@ def test_handout_cross_references_name_chapter_title_and_address(
     assert r"Fig. 2.1 (Chapter 2, " + url + r"\#fig-two})" in tex
     # The back matter by its title, not "Appendix A".
     assert (
-        r"the \sphinxstyleemphasis{Back page} "
+        r"\sphinxstyleemphasis{Back page} "
         r"(\sphinxurl{https://o.github.io/r/back.html})"
     ) in tex
     assert (
