@@ -424,3 +424,55 @@ def test_handouts_per_chapter(pdfs, built, page):
             check=True,
         )
         assert (preview / f"{path.stem}.png").stat().st_size > 1000
+
+
+def source_labels() -> set[str]:
+    """Every label the pages define: ``(label)=``, ``:name:``, ``:label:``."""
+    found = set()
+    for page in toc_files():
+        text = (ROOT / f"{page}.md").read_text(encoding="utf-8")
+        found |= set(re.findall(r"^\(([\w-]+)\)=\s*$", text, re.M))
+        found |= set(
+            re.findall(r"^:(?:name|label): *([\w-]+)\s*$", text, re.M)
+        )
+    return found
+
+
+def test_label_pattern_finds_the_leftovers_seen_in_print():
+    labels = {"bn-small-batch", "hessian", "fig-noise"}
+    seen = (
+        "(Lanczos on Hessian-vector products, hessian) where LayerNorm "
+        "trains (bn-small-batch); see https://x.io/a.html#fig-noise"
+    )
+    assert label_leftovers(seen, labels) == ["bn-small-batch", "hessian"]
+    assert label_leftovers("as Chapter 2 showed", labels) == []
+
+
+def label_leftovers(text: str, labels: set[str]) -> list[str]:
+    """Labels printed as words: a hyphenated label anywhere outside an
+    address, a page's one-word label where prose would name the page
+    ("(..., hessian)", "the next chapter, batchnorm;")."""
+    text = re.sub(r"https?://\S+", " ", text)
+    found = []
+    for label in sorted(labels):
+        if "-" in label:
+            pattern = rf"(?<![\w/#-]){re.escape(label)}(?![\w-])"
+        else:
+            pattern = rf"(?:, |chapter |appendix ){re.escape(label)}[);,.]"
+        if re.search(pattern, text):
+            found.append(label)
+    return found
+
+
+@pytest.mark.book
+@pytest.mark.parametrize("page", chapter_pages())
+def test_no_handout_prints_a_label(pdfs, page):
+    labels = source_labels()
+    assert labels
+    for path in handout_paths(pdfs, page):
+        text = pdf_text(path, layout=False).replace("\u00ad", "")
+        text = re.sub(r"-\n", "-", text)
+        left = label_leftovers(text, labels)
+        assert not left, f"{path.name} prints labels: {left}"
+    book = pdf_text(pdfs / "book.pdf", layout=False)
+    assert not label_leftovers(book, labels)

@@ -654,3 +654,20 @@ def test_japanese_prints_with_line_breaks_between_characters():
     out, _ = sphinxext.ja_role("ja", "", "学習率", 1, None)
     latex_node = [n for n in out if n.get("format") == "latex"][0]
     assert latex_node.astext() == r"\bookja{学習率}"
+
+
+def test_text_cites_a_work_without_author_by_its_short_title(tmp_path):
+    src = tiny_project(tmp_path / "tiny")
+    bib = src / "refs.bib"
+    bib.write_text(
+        bib.read_text()
+        + "@misc{gamma, title = {長い題名の記事}, shorttitle = {題名}}\n"
+    )
+    page = src / "two.md"
+    page.write_text(
+        page.read_text().replace(
+            "after {ref}`one`.", "after {ref}`one` {cite:p}`gamma`."
+        )
+    )
+    html = (sphinx_build(src, "html") / "two.html").read_text("utf-8")
+    assert "題名, n.d." in html and "長い題名の記事, n.d." not in html

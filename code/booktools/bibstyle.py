@@ -121,6 +121,17 @@ def label_year(children, data) -> Text:
     return Text(label.rsplit(", ", 1)[-1])
 
 
+@node
+def author_or_label(children, data) -> Text:
+    """The authors (``children``'s template) or, for a work that names
+    none, the label's author part (its short title), as in the list."""
+    entry = data["entry"]
+    if entry.persons.get("author") or entry.persons.get("editor"):
+        return children[0].format_data(data)
+    label = data["formatted_entry"].label
+    return Text(label.rsplit(", ", 1)[0])
+
+
 @dataclass
 class _Parenthetical(bay.BasicAuthorYearParentheticalReferenceStyle):
     def inner(self, role_name: str):
@@ -128,9 +139,11 @@ class _Parenthetical(bay.BasicAuthorYearParentheticalReferenceStyle):
             pre_text,
             reference[
                 join(sep=self.author_year_sep)[
-                    self.person.author_or_editor_or_title(
-                        full="s" in role_name
-                    ),
+                    author_or_label[
+                        self.person.author_or_editor_or_title(
+                            full="s" in role_name
+                        )
+                    ],
                     label_year,
                 ]
             ],
@@ -142,7 +155,9 @@ class _Parenthetical(bay.BasicAuthorYearParentheticalReferenceStyle):
 class _Textual(bay.BasicAuthorYearTextualReferenceStyle):
     def inner(self, role_name: str):
         return join(sep=self.text_reference_sep)[
-            self.person.author_or_editor_or_title(full="s" in role_name),
+            author_or_label[
+                self.person.author_or_editor_or_title(full="s" in role_name)
+            ],
             join[
                 self.bracket.left,
                 join2(sep1=self.pre_text_sep, sep2=self.post_text_sep)[
