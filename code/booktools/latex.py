@@ -590,6 +590,21 @@ class BookLaTeXTranslator(LaTeXTranslator):
             self.body.append(f"\n\\needspace{{{lines}\\baselineskip}}\n")
         super().visit_title(node)
 
+    def visit_line_block(self, node: nodes.Element) -> None:
+        # The root page's headings become one bold line each
+        # (sphinx-jupyterbook-latex): keep them with what follows too.
+        if (
+            len(node) == 1
+            and isinstance(node[0], nodes.line)
+            and node[0].children
+            and all(isinstance(c, nodes.strong) for c in node[0].children)
+        ):
+            parent = node.parent
+            rest = parent.children[parent.index(node) + 1 :]
+            lines = room_after(rest)
+            self.body.append(f"\n\\needspace{{{lines}\\baselineskip}}\n")
+        super().visit_line_block(node)
+
     def visit_start_of_file(self, node: nodes.Element) -> None:
         # The back matter is lettered (booktools.numbering): LaTeX's
         # \appendix before its first page makes it "Appendix A".
@@ -613,8 +628,16 @@ class BookLaTeXTranslator(LaTeXTranslator):
 def heading_room(section: nodes.Element) -> int:
     """Lines to keep free below a section heading: 6, or, when a table
     comes first, the table's (two lines a row, at most 40)."""
-    for child in section.children[1:]:
-        if isinstance(child, (nodes.target, addnodes.tabular_col_spec)):
+    return room_after(section.children[1:])
+
+
+def room_after(following: list[nodes.Node]) -> int:
+    """Lines to keep free for what follows a heading (see
+    :func:`heading_room`)."""
+    for child in following:
+        if isinstance(
+            child, (nodes.target, addnodes.tabular_col_spec, nodes.raw)
+        ):
             continue
         tables = (
             [child]

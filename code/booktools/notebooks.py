@@ -11,15 +11,19 @@ that Jupyter, Colab and GitHub render as they are, with no MyST left:
 * cross-references become links to the book's site ("Fig. 1.2",
   "Chapter 2", a section's title), with the numbers the site shows;
 * admonitions become block quotes, exercises numbered block quotes and
-  solutions folded ``<details>``; glued figures become image attachments
-  with their captions; ``literalinclude`` becomes the included code;
+  solutions folded ``<details>``; a glued figure is shown by the cell
+  that made it (its saved output, and its ``glue`` call no longer hides
+  it when rerun), its caption stays in the text; a numbered table keeps
+  its number and caption; ``literalinclude`` becomes the included code;
 * claim markers become "✓3" linking to the claim on the site;
   ``{ja}``, ``{web}`` (kept) and ``{print}`` (dropped) lose their role.
 
 A first code cell installs the book's package and its pinned
 requirements where ``batchlab`` is missing (Colab, a fresh Jupyter), so
 the notebook runs top to bottom there; it does nothing in the book's own
-environment or Binder's.
+environment or Binder's. The same notebook replaces the theme's download
+(``_sources``), and ``binder/`` in the site lets Binder open it on the
+site's branch (:func:`point_binder_at_notebooks`).
 """
 
 from __future__ import annotations

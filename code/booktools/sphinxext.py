@@ -14,8 +14,16 @@
   configuration script once per source-reading pass, and Jupyter Book's
   build reads twice, so pages declared ``THEBE_JS_URL`` twice and the
   browser raised a SyntaxError.
-* After an HTML build, the executed notebooks that myst-nb wrote to
-  ``_build/jupyter_execute`` are copied to ``_notebooks/`` in the site.
+* After an HTML build, every page that runs code is written to
+  ``_notebooks/`` as a plain Jupyter notebook with this build's outputs
+  (:mod:`booktools.notebooks`), and the theme's Binder button opens it.
+* ``{web}`...``` and ``{print}`...``` hold wording for one medium
+  ("the rocket button" exists only on the site).
+* Search: the English site indexes the words of Japanese terms too; the
+  Japanese edition (``language: ja``) uses Sphinx's Japanese search.
+* Tables made by a cell (``plots.table(..., caption=, name=)``) can be
+  referred to with ``{numref}``.
+* The back matter is lettered (:mod:`booktools.numbering`).
 
 The repository URL comes from the theme options Jupyter Book fills from
 ``repository.url`` in ``_config.yml``, so it stays in one place.
