@@ -130,7 +130,7 @@ def html_figures(site: Path, page: str) -> int:
 
 
 def pdf_figure_captions(text: str) -> set[str]:
-    return set(re.findall(r"Fig\. (\d+\.\d+):", text))
+    return set(re.findall(r"Fig\. ([0-9A-Z]+\.\d+):", text))
 
 
 def chapter_number(page: str) -> int:
@@ -157,9 +157,18 @@ def squash(text: str) -> str:
 
 
 def bib_titles() -> dict[str, str]:
-    """Key -> squashed title."""
+    """Key -> squashed title (its Latin letters and digits; a title
+    without enough of them, a Japanese one, by its own text)."""
     data = parse_file(str(ROOT / "references.bib"))
-    return {k: squash(e.fields["title"]) for k, e in data.entries.items()}
+    titles = {}
+    for key, entry in data.entries.items():
+        squashed = squash(entry.fields["title"])
+        titles[key] = (
+            squashed
+            if len(squashed) >= 8
+            else re.sub(r"\s+", "", entry.fields["title"]).lower()
+        )
+    return titles
 
 
 def solution_phrases(page: str) -> list[str]:

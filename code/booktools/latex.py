@@ -573,14 +573,12 @@ class BookLaTeXTranslator(LaTeXTranslator):
         if self._wide_tables.pop():
             self.body.append("\\endgroup\n")
 
-    def visit_Text(self, node: nodes.Text) -> None:  # noqa: N802
-        # Japanese anywhere (a title in the reference list, a term) in the
-        # Japanese font, with line breaks between its characters; the
-        # main font has no Japanese glyphs.
-        text = self.encode(node.astext())
-        self.body.append(
-            CJK_RUN.sub(lambda m: f"\\bookja{{{m.group(0)}}}", text)
-        )
+    def encode(self, text: str) -> str:
+        # Japanese anywhere (a term, a title in the reference list, a
+        # citation label) in the Japanese font, with line breaks between
+        # its characters; the main font has no Japanese glyphs.
+        encoded = super().encode(text)
+        return CJK_RUN.sub(lambda m: f"\\bookja{{{m.group(0)}}}", encoded)
 
     def visit_title(self, node: nodes.Element) -> None:
         # A heading never ends a page: room for a few lines after it, or
