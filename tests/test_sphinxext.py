@@ -587,6 +587,7 @@ def test_a_work_without_author_is_cited_by_its_short_title():
 def test_back_matter_is_lettered_in_print(tiny_latex):
     tex = tiny_latex["book.tex"]
     assert tex.index(r"\appendix") < tex.index(r"\chapter{Back page}")
+    assert r"\renewcommand{\thefigure}{\thechapter." in tex
     assert tex.index(r"\chapter{Second chapter}") < tex.index(r"\appendix")
     assert r"\appendix" not in tiny_latex["handout-two.tex"]
 
@@ -671,3 +672,13 @@ def test_text_cites_a_work_without_author_by_its_short_title(tmp_path):
     )
     html = (sphinx_build(src, "html") / "two.html").read_text("utf-8")
     assert "題名, n.d." in html and "長い題名の記事, n.d." not in html
+
+
+def test_list_label_keeps_the_von_part_the_text_prints():
+    from pybtex.database import parse_string
+
+    entry = parse_string(
+        "@misc{l, author = {van Laarhoven, Twan}, title = {T}, year = {2017}}",
+        "bibtex",
+    ).entries["l"]
+    assert bibstyle.authors_text(entry) == "van Laarhoven"

@@ -61,7 +61,11 @@ def authors_text(entry) -> str:
         if not title:
             raise ValueError(f"{entry.key}: no author, editor or title")
         return plain_name([title])
-    names = [plain_name(p.last_names or p.first_names) for p in persons]
+    # "van Laarhoven", as sphinxcontrib-bibtex writes it in the text.
+    names = [
+        plain_name(p.prelast_names + p.last_names or p.first_names)
+        for p in persons
+    ]
     if len(names) == 1:
         return names[0]
     if len(names) == 2:

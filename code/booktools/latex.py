@@ -614,7 +614,13 @@ class BookLaTeXTranslator(LaTeXTranslator):
             and number[0] == "A"
             and len(number) == 1
         ):
-            self.body.append("\n\\appendix\n")
+            # Sphinx numbers figures and tables with the chapter's arabic
+            # number; after \appendix they take its letter ("A.2").
+            self.body.append(
+                "\n\\appendix\n"
+                "\\renewcommand{\\thefigure}{\\thechapter.\\arabic{figure}}\n"
+                "\\renewcommand{\\thetable}{\\thechapter.\\arabic{table}}\n"
+            )
         super().visit_start_of_file(node)
 
     def dispatch_visit(self, node: nodes.Node) -> None:
