@@ -157,7 +157,8 @@ class BuiltBook:
 
 @pytest.fixture(scope="session")
 def built(tmp_path_factory) -> BuiltBook:
-    """The built book (see :class:`BuiltBook`)."""
+    """The built book (see :class:`BuiltBook`); only tests marked
+    ``book`` may use it (see :func:`pytest_runtest_setup`)."""
     return BuiltBook(tmp_path_factory.mktemp("book"))
 
 
@@ -235,3 +236,21 @@ def wait_for(predicate, timeout: float, what: str) -> None:
         if time.monotonic() > deadline:
             pytest.fail(f"{what}: not seen within {timeout} s")
         time.sleep(0.1)
+
+
+#: Fixtures that build the book or its PDFs.
+BUILDING_FIXTURES = {"built"}
+
+
+def pytest_runtest_setup(item) -> None:
+    """Fail a test that builds the book or its PDFs (through the
+    ``built`` fixture, directly or through another fixture) without the
+    ``book`` mark: ``-m "not book"`` would otherwise quietly build it."""
+    uses = BUILDING_FIXTURES & set(getattr(item, "fixturenames", ()))
+    if uses and item.get_closest_marker("book") is None:
+        pytest.fail(
+            f"{item.nodeid} builds the book (fixture {sorted(uses)}) but "
+            "is not marked @pytest.mark.book; the fast suite must build "
+            "nothing",
+            pytrace=False,
+        )

@@ -392,6 +392,8 @@ def table(
     names: dict[str, str] | None = None,
     digits: int = 3,
     keep_constant: bool = False,
+    caption: str | None = None,
+    name: str | None = None,
 ) -> Markdown:
     """A frame as a table for people, the same in HTML and PDF.
 
@@ -400,12 +402,22 @@ def table(
     in the text) unless ``keep_constant``; ``names`` renames columns;
     numbers get :func:`format_number`.
 
+    With ``caption`` the table is numbered and captioned ("Table 2.1:
+    ..."), on the site, in print and in the notebooks; ``name`` is the
+    label the prose refers to it by (``{numref}`tab-spectra```). Column
+    names and the caption may hold inline math (``$\\lambda_{\\max}$``).
+
     Raises:
-        ValueError: the frame is empty, or ``names`` renames a column it
-            does not have.
+        ValueError: the frame is empty, ``names`` renames a column it
+            does not have, or a ``name`` comes without a ``caption``.
     """
     if frame.empty:
         raise ValueError("table got an empty frame")
+    if name is not None and not caption:
+        raise ValueError(
+            f"table {name!r} has a name but no caption: a numbered table "
+            "needs a caption"
+        )
     out = frame.copy()
     if isinstance(out.columns, pd.MultiIndex):
         out.columns = [" ".join(map(str, c)).strip() for c in out.columns]
@@ -433,7 +445,14 @@ def table(
         "| " + " | ".join(_cell(format_number(v, digits)) for v in row) + " |"
         for row in out.itertuples(index=False)
     ]
-    return Markdown("\n".join([header, rule, *body]))
+    rows = "\n".join([header, rule, *body])
+    if not caption:
+        return Markdown(rows)
+    label = f":name: {name}\n" if name else ""
+    fence = "````"  # longer than any code span a cell may hold
+    return Markdown(
+        f"{fence}{{table}} {_cell(caption)}\n{label}\n{rows}\n{fence}"
+    )
 
 
 def _cell(text: object) -> str:
