@@ -157,8 +157,11 @@ def switch_href(pagename: str, language: str) -> tuple[str, str, str]:
 
 def language_switch(app: Sphinx, pagename, templatename, context, doctree):
     """``html-page-context``: a link at the top of every page to the same
-    page in the other language."""
+    page in the other language, once the book has a Japanese edition
+    (catalogues under ``locales/ja``)."""
     if app.builder.format != "html" or doctree is None:
+        return
+    if not (Path(app.srcdir) / LOCALE_DIR / LANGUAGE).is_dir():
         return
     href, label, other = switch_href(pagename, app.config.language or "en")
     link = (

@@ -48,6 +48,7 @@ from sphinx.util.docutils import SphinxDirective
 from booktools import (
     bibstyle,
     claimmarks,
+    i18n,
     latex,
     notebooks,
     numbering,
@@ -327,6 +328,7 @@ def setup(app: Sphinx) -> dict:
     numbering.setup(app)
     sourcepages.setup(app)
     claimmarks.setup(app)
+    i18n.setup(app)
     app.add_directive("notebook-links", NotebookLinks)
     app.add_directive("handout-links", HandoutLinks)
     app.add_role("ja", ja_role)
