@@ -24,7 +24,8 @@ PAGEFLAGS := -n --keep-going
 # cache (and Sphinx's doctrees) away, or a stale figure gets published.
 DEPS   := $(shell find code -type f \( -name '*.py' -o -name '*.mplstyle' \) | sort) requirements.txt pyproject.toml
 
-.PHONY: help venv cache-check book chapter robust ledger test test-fast lint bench bench-build bench-threads survey pdf pdf-check clean
+PHONY_I18N := book-ja catalogues i18n-check
+.PHONY: help venv cache-check book chapter robust ledger test test-fast lint bench bench-build bench-threads survey pdf pdf-check clean $(PHONY_I18N)
 
 help:
 	@echo "make book      execute every chapter and build the HTML (_build/html)"
@@ -72,6 +73,32 @@ book: cache-check
 	BATCHLAB_SCALE=$(SCALE) $(BIN)/python -m booktools.execute $(BUILD)
 	BATCHLAB_SCALE=$(SCALE) $(BIN)/jupyter-book build . --path-output $(OUT) $(JBFLAGS) \
 	  || { rm -rf $(BUILD)/.doctrees; exit 1; }
+	@if [ -d $(LOCALES) ]; then $(MAKE) --no-print-directory book-ja; fi
+
+# The Japanese edition (booktools.i18n): the same pages rendered from the
+# same executed notebooks (the English build's cache: nothing runs twice),
+# the prose from the catalogues in locales/ja; the site goes to
+# $(BUILD)/html/ja, beside the English pages.
+LOCALES := locales/ja/LC_MESSAGES
+JA     := $(BUILD)/ja
+book-ja: $(STAMP)
+	$(BIN)/python -m booktools.i18n config $(BUILD) $(BUILD)/_config_ja.yml
+	BATCHLAB_SCALE=$(SCALE) $(BIN)/jupyter-book build . --config $(BUILD)/_config_ja.yml \
+	  --path-output $(JA) $(JBFLAGS) || { rm -rf $(JA)/_build/.doctrees; exit 1; }
+	rm -rf $(BUILD)/html/ja && cp -r $(JA)/_build/html $(BUILD)/html/ja
+
+# The catalogues, from the pages as they are now (run after make book:
+# the messages come from the executed pages): new English messages come
+# in untranslated, changed ones fuzzy. `make i18n-check` fails on either.
+catalogues: $(STAMP)
+	$(BIN)/python -m booktools.i18n gettext-config $(BUILD) $(BUILD)/_config_gettext.yml
+	BATCHLAB_SCALE=$(SCALE) $(BIN)/jupyter-book build . --config $(BUILD)/_config_gettext.yml \
+	  --path-output $(BUILD)/gettext --builder custom --custom-builder gettext $(JBFLAGS)
+	$(BIN)/sphinx-intl update -p $(BUILD)/gettext/_build/gettext -l ja -d locales
+	$(BIN)/python -m booktools.i18n rewrite $(LOCALES)
+
+i18n-check: catalogues
+	$(BIN)/python -m booktools.i18n check $(LOCALES)
 
 # One page alone, for quick iteration. Its links to other pages and its
 # citations (the bibliography is a page of its own) cannot resolve in a

@@ -36,7 +36,9 @@ from pathlib import Path
 
 import yaml
 from babel.messages.pofile import read_po, write_po
+from docutils import nodes
 from sphinx.application import Sphinx
+from sphinx.transforms import SphinxTransform
 
 LANGUAGE = "ja"
 LOCALE_DIR = Path("locales")
@@ -171,9 +173,32 @@ def language_switch(app: Sphinx, pagename, templatename, context, doctree):
     context["body"] = link + context.get("body", "")
 
 
+class KeepNumbersOut(SphinxTransform):
+    """Outputs of code cells that hold a number are not messages to
+    translate: they change with every run (a table's values, a measured
+    sentence) and are the same in every language. Their words (a table's
+    header, a row's name) stay messages. Runs before Sphinx's Locale
+    transform and before the catalogues are extracted."""
+
+    default_priority = 15
+
+    def apply(self, **kwargs) -> None:
+        for box in self.document.findall(nodes.container):
+            if "cell_output" not in box.get("classes", []):
+                continue
+            for text in box.findall(nodes.TextElement):
+                if DIGIT.search(text.astext()):
+                    text["translatable"] = False
+
+
+DIGIT = re.compile(r"\d")
+
+
 def setup(app: Sphinx) -> None:
-    """Connect the language switch (called by ``booktools.sphinxext``)."""
+    """Connect the language switch and keep measured outputs out of the
+    catalogues (called by ``booktools.sphinxext``)."""
     app.connect("html-page-context", language_switch)
+    app.add_transform(KeepNumbersOut)
 
 
 def main(argv: list[str]) -> int:
