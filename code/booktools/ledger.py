@@ -186,16 +186,22 @@ def machine() -> dict:
 
 
 def commit() -> tuple[str, bool]:
-    """The current commit and whether the working tree differs from it."""
+    """The current commit and whether the working tree's code differs
+    from it; where there is no git repository, ``$BATCHLAB_COMMIT``."""
 
     def git(*args: str) -> str:
-        done = subprocess.run(
-            ["git", *args], cwd=ROOT, capture_output=True, text=True
-        )
-        return done.stdout.strip()
+        try:
+            done = subprocess.run(
+                ["git", *args], cwd=ROOT, capture_output=True, text=True
+            )
+        except OSError:  # no git on this machine
+            return ""
+        return done.stdout.strip() if done.returncode == 0 else ""
 
-    dirty = bool(git("status", "--porcelain", "--", "code"))
-    return git("rev-parse", "HEAD") or "unknown", dirty
+    head = git("rev-parse", "HEAD")
+    if not head:  # a copy without git (a lent machine): the caller says
+        return os.environ.get("BATCHLAB_COMMIT", "unknown"), False
+    return head, bool(git("status", "--porcelain", "--", "code"))
 
 
 def summarize(results: list[dict]) -> dict:
