@@ -201,3 +201,13 @@ CLAIMS = [
         measure=("hess_loss_plain", "hess_loss_batch"),
     ),
 ]
+
+
+def mean_spectra(frame: pd.DataFrame) -> dict[str, np.ndarray]:
+    """Per network, the mean over seeds of each rank's eigenvalue."""
+    return {
+        name: np.mean(
+            np.stack([np.asarray(e) for e in part["eigenvalues"]]), 0
+        )
+        for name, part in frame.groupby("network", sort=False)
+    }

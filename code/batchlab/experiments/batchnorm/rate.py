@@ -14,6 +14,7 @@ from typing import ClassVar
 import pandas as pd
 import torch
 import torch.nn.functional as F
+from scipy import stats as sps
 
 from ...batchnorm import bn_mlp
 from ...claims import Claim
@@ -150,8 +151,9 @@ def run(cfg: Config, data: Dataset) -> pd.DataFrame:
 
     Returns:
         Rows with ``seed``, ``lr``, ``stats`` (statistics batch; 0 for no
-        BatchNorm), ``grad`` (gradient batch) and the columns of
-        :meth:`StepLengths.summary`.
+        BatchNorm), ``grad`` (gradient batch), ``run`` (a name), the
+        columns of :meth:`StepLengths.summary` and ``fall``
+        (``1 - rate_ratio``).
     """
     size = dict(small=cfg.small, large=cfg.large)
     runs = [(lr, size[s], size[g]) for lr in cfg.lrs for s, g in CELLS]
@@ -164,9 +166,26 @@ def run(cfg: Config, data: Dataset) -> pd.DataFrame:
                 data, cfg.sizes, stats, grad, lr, cfg.steps, seed
             )
             rows.append(
-                dict(seed=seed, lr=lr, stats=stats or 0, grad=grad, **got)
+                dict(
+                    seed=seed,
+                    lr=lr,
+                    stats=stats or 0,
+                    grad=grad,
+                    run=run_name(stats, grad, n),
+                    **got,
+                )
             )
-    return pd.DataFrame(rows)
+    frame = pd.DataFrame(rows)
+    return frame.assign(fall=1 - frame["rate_ratio"])
+
+
+def run_name(stats: int | None, grad: int, n: int) -> str:
+    """A run's name in figures: its statistics and gradient batches."""
+    if stats is None:
+        return f"no BatchNorm, B = {grad}"
+    if stats == grad == n:
+        return "full batch"
+    return f"statistics {stats}, gradient {grad}"
 
 
 def fall_table(frame: pd.DataFrame, cfg: Config, value: str) -> pd.DataFrame:
@@ -196,7 +215,6 @@ def facts(frame: pd.DataFrame, cfg: Config) -> dict:
     ``ss``; ``_gl``: with the large one, from ``ll`` to ``sl``), and
     per-seed orderings; at the first rate, the full-batch run's fall
     beside the large batch's, and the runs without BatchNorm."""
-    frame = frame.assign(fall=1 - frame["rate_ratio"])
     tags = _cell_names(cfg)
     out = dict(
         rate_small=cfg.small,
@@ -228,6 +246,11 @@ def facts(frame: pd.DataFrame, cfg: Config) -> dict:
             smaller &= bool(ghost_effect < stats_effect)
     out["rate_small_most"] = ordered
     out["rate_ghost_smaller"] = smaller
+    bn_runs = frame[frame["stats"] > 0]
+    out["rate_rank"] = min(
+        sps.spearmanr(part["fall"], part["squared_steps"]).statistic
+        for _, part in bn_runs.groupby("lr")
+    )
     for i, lr in enumerate(cfg.lrs):
         out[f"rate_lr{i}"] = lr
     lr0 = frame[frame["lr"] == cfg.lrs[0]]
@@ -253,6 +276,18 @@ def facts(frame: pd.DataFrame, cfg: Config) -> dict:
     return out
 
 
+def summary(frame: pd.DataFrame, cfg: Config) -> pd.DataFrame:
+    """Means over seeds per rate and run, for the table: the effective
+    rate at the end over its start and the summed squared steps."""
+    means = frame.groupby(["lr", "stats", "grad", "run"])[
+        ["rate_ratio", "squared_steps"]
+    ].mean()
+    means = means.reset_index().sort_values(
+        ["lr", "stats", "grad"], ascending=[False, True, True]
+    )
+    return means.drop(columns=["stats", "grad"])
+
+
 CLAIMS = [
     Claim(
         "bn-rate-steps",
@@ -274,6 +309,16 @@ CLAIMS = [
         lambda f: f["rate_cos_plain"] > 0.1 and f["rate_plain_off"] > 0.1,
         where=("longer", "wider", "rate", "digits"),
         measure=("rate_cos_plain", "rate_plain_off"),
+    ),
+    Claim(
+        "bn-rate-one-curve",
+        "finding",
+        "at each rate, the BatchNorm runs order by their fall in effective "
+        "rate as by their summed squared steps (rank correlation above "
+        "0.95), whatever the cell",
+        lambda f: f["rate_rank"] > 0.95,
+        where=("longer", "wider", "rate", "digits"),
+        measure=("rate_rank",),
     ),
     Claim(
         "bn-rate-small-most",
