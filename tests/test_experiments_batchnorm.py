@@ -118,7 +118,7 @@ def test_wholedata_facts_on_a_synthetic_frame():
                 )
     frame = pd.DataFrame(rows)
     f = wholedata.facts(frame, cfg)
-    assert f["whole_drift_grows"] and np.isclose(f["whole_spread"], 0.05)
+    assert f["whole_drift_grows"] and np.isclose(f["whole_worse"], 0.05)
     assert all(c.check(f) for c in wholedata.CLAIMS)
     flat = frame.copy()
     flat.loc[(flat["step"] == 20) & (flat["seed"] == 1), "drift"] = 1.0

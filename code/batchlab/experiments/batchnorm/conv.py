@@ -39,7 +39,7 @@ class Config:
     VARIANTS: ClassVar = {
         "longer": Longer("steps"),
         "wider": Wider("width", factor=2),
-        "rate": Rate(lrs=(0.05, 0.4)),
+        "rate": Rate(lrs=(0.05, 0.3)),
     }
 
     @classmethod
@@ -127,6 +127,7 @@ def facts(frame: pd.DataFrame, cfg: Config) -> dict:
     by_rate = means["test_acc"].unstack("norm")
     out = dict(
         conv_b=cfg.batch,
+        conv_groups=cfg.groups,
         conv_steps=cfg.steps,
         conv_epochs=float(end["epochs"].iloc[0]),
         conv_seeds=cfg.seeds,

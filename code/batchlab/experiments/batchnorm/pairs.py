@@ -50,9 +50,8 @@ class Config:
 def unit_share(net, x: torch.Tensor, pairs: int, tol: float, seed: int = 0):
     """Share of the first BatchNorm layer's normalized values (before its
     gain and shift) within ``tol`` of +1 or -1, over ``pairs`` random
-    pairs of rows of ``x`` fed in training mode (on the layer alone, so
-    no running average of ``net`` moves... except that layer's, which is
-    restored)."""
+    pairs of rows of ``x``, each pair normalized in training mode as a
+    batch of two. The layer's running averages are restored."""
     layer = bn_layers(net)[0]
     saved = layer.running_mean.clone(), layer.running_var.clone()
     idx = torch.randperm(len(x), generator=runtime.generator(seed))[

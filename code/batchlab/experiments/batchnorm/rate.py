@@ -259,6 +259,8 @@ def facts(frame: pd.DataFrame, cfg: Config) -> dict:
     out["rate_full_r"] = full["fall"].mean()
     out["rate_full_k"] = full["squared_steps"].mean()
     out["rate_signal"] = full["fall"].mean() / large["fall"].mean()
+    small = lr0[(lr0["stats"] == cfg.small) & (lr0["grad"] == cfg.small)]
+    out["rate_signal_small"] = full["fall"].mean() / small["fall"].mean()
     bn = frame[frame["stats"] > 0]
     plain = frame[frame["stats"] == 0]
     gap = (bn["growth"] - bn["squared_steps"]).abs() / bn["squared_steps"]

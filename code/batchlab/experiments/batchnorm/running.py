@@ -28,7 +28,7 @@ class Config:
     slow_lr: float = 0.01  # learning rate with slowly moving weights
     fast_lr: float = 0.2  # and with fast-moving ones
     steps: int = 1500  # SGD steps per run
-    every: int = 100  # steps between comparisons
+    every: int = 150  # steps between comparisons
     seeds: int = 3  # initializations and batch orders
     layer: int = 1  # which BatchNorm layer (0 is the first)
     dataset: str = "mnist1d"  # batchlab.data.load name
