@@ -331,22 +331,33 @@ def train_stacked(
 
 @torch.no_grad()
 def stacked_metrics(
-    model: StackedNormMLP | StackedConvNet, x: torch.Tensor, y: torch.Tensor
+    model: StackedNormMLP | StackedConvNet,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    chunk: int = 256,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Loss (mean cross-entropy) and accuracy of every member in
     evaluation mode on ``x`` (``(n, d)`` or images ``(n, 1, H, W)``),
-    each of shape ``(M,)``; the model's mode is restored."""
+    each of shape ``(M,)``, computed ``chunk`` examples at a time (in
+    evaluation mode examples do not interact); the model's mode is
+    restored."""
     was_training = model.training
     model.eval()
+    m = len(model.norms)
+    losses, hits = [], []
     try:
-        out = model(x.expand(len(model.norms), *x.shape))
+        for xc, yc in zip(x.split(chunk), y.split(chunk)):
+            out = model(xc.expand(m, *xc.shape))
+            losses.append(
+                F.cross_entropy(
+                    out.flatten(0, 1), yc.repeat(m), reduction="none"
+                ).view(m, -1)
+            )
+            hits.append(out.argmax(2) == yc)
     finally:
         model.train(was_training)
-    loss = F.cross_entropy(
-        out.flatten(0, 1), y.repeat(len(model.norms)), reduction="none"
-    )
-    accuracy = (out.argmax(2) == y).float().mean(1)
-    return loss.view(len(model.norms), -1).mean(1), accuracy
+    loss, hit = torch.cat(losses, 1), torch.cat(hits, 1)
+    return loss.mean(1), hit.float().mean(1)
 
 
 def stacked_accuracy(

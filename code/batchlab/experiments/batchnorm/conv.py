@@ -27,7 +27,7 @@ class Config:
     groups: int = 4  # GroupNorm's groups per layer
     batch: int = 2  # examples per step
     lrs: tuple[float, ...] = (0.1, 0.2)  # each arm at every rate
-    steps: int = 3000  # SGD steps
+    steps: int = 2000  # SGD steps
     seeds: int = 4  # initializations and batch orders per arm and rate
     checkpoints: int = 6  # evaluations per run, evenly spaced
     momentum: float = 0.1  # BatchNorm's running-average momentum

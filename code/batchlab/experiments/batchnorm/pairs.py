@@ -25,7 +25,7 @@ class Config:
 
     sizes: tuple[int, ...] = (40, 100, 100, 10)  # MLP widths, input first
     lr: float = 0.1  # learning rate
-    steps: int = 3200  # SGD steps at B = 2
+    steps: int = 2400  # SGD steps at B = 2
     pairs: int = 500  # random pairs whose normalized values are counted
     unit_tol: float = 0.01  # "is +-1": within this of +1 or -1
     dataset: str = "mnist1d"  # batchlab.data.load name

@@ -42,6 +42,7 @@ class Config:
     lrs: tuple[float, ...] = (0.1, 0.05)  # rates of the 2x2 design
     steps: int = 300  # SGD steps of every run
     seeds: int = 4  # initializations and batch orders, paired
+    extra_seeds: int = 2  # of those, for full-batch descent and no BatchNorm
     steps_tol: float = 0.01  # |w|^2 grows by the summed steps within this
     dataset: str = "mnist1d"  # batchlab.data.load name
 
@@ -145,9 +146,10 @@ def effective_rate_run(
 
 
 def run(cfg: Config, data: Dataset) -> pd.DataFrame:
-    """The four cells at every rate; at the first rate also full-batch
-    descent (statistics and gradient over the whole training set) and
-    the network without BatchNorm at the small batch.
+    """The four cells at every rate; at the first rate, for the first
+    ``extra_seeds`` seeds, also full-batch descent (statistics and
+    gradient over the whole training set) and the network without
+    BatchNorm at the small batch.
 
     Returns:
         Rows with ``seed``, ``lr``, ``stats`` (statistics batch; 0 for no
@@ -158,10 +160,12 @@ def run(cfg: Config, data: Dataset) -> pd.DataFrame:
     size = dict(small=cfg.small, large=cfg.large)
     runs = [(lr, size[s], size[g]) for lr in cfg.lrs for s, g in CELLS]
     n, lr0 = data.n_train, cfg.lrs[0]
-    runs += [(lr0, n, n), (lr0, None, cfg.small)]
+    extra = [(lr0, n, n), (lr0, None, cfg.small)]
     rows = []
     for seed in range(cfg.seeds):
-        for lr, stats, grad in runs:
+        for lr, stats, grad in runs + (
+            extra if seed < cfg.extra_seeds else []
+        ):
             got = effective_rate_run(
                 data, cfg.sizes, stats, grad, lr, cfg.steps, seed
             )
@@ -214,7 +218,8 @@ def facts(frame: pd.DataFrame, cfg: Config) -> dict:
     each path (``_gs``: with the small gradient batch, from ``ls`` to
     ``ss``; ``_gl``: with the large one, from ``ll`` to ``sl``), and
     per-seed orderings; at the first rate, the full-batch run's fall
-    beside the large batch's, and the runs without BatchNorm."""
+    over the large and the small batch's on the same seeds, and the runs
+    without BatchNorm."""
     tags = _cell_names(cfg)
     out = dict(
         rate_small=cfg.small,
@@ -255,6 +260,7 @@ def facts(frame: pd.DataFrame, cfg: Config) -> dict:
         out[f"rate_lr{i}"] = lr
     lr0 = frame[frame["lr"] == cfg.lrs[0]]
     full = lr0[(lr0["stats"] == lr0["stats"].max())]
+    lr0 = lr0[lr0["seed"].isin(full["seed"])]  # the same seeds
     large = lr0[(lr0["stats"] == cfg.large) & (lr0["grad"] == cfg.large)]
     out["rate_full_r"] = full["fall"].mean()
     out["rate_full_k"] = full["squared_steps"].mean()

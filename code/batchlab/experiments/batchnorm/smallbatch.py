@@ -27,8 +27,8 @@ class Config:
     sizes: tuple[int, ...] = (40, 100, 100, 10)  # MLP widths, input first
     small: int = 2  # the small batch size
     big: int = 32  # the larger one
-    small_steps: int = 3200  # SGD steps at the small batch
-    big_steps: int = 1600  # and at the larger one
+    small_steps: int = 2400  # SGD steps at the small batch
+    big_steps: int = 1200  # and at the larger one
     lr: float = 0.1  # learning rate of every run
     momentum: float = 0.1  # running-average momentum of BatchNorm, Renorm
     seeds: int = 8  # initializations and batch orders per normalization
