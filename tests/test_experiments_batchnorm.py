@@ -377,7 +377,8 @@ def test_smallbatch_facts_on_a_synthetic_frame():
                     )
     f = smallbatch.facts(pd.DataFrame(rows), cfg)
     assert np.isclose(f["small_lead"], 0.15)
-    assert f["small_between"] and f["small_range_batchnorm"] == 0
+    assert np.isclose(f["small_brn_gain_lo"], 0.05)
+    assert f["small_range_batchnorm"] == 0
     assert all(c.check(f) for c in smallbatch.CLAIMS)
 
 
@@ -449,3 +450,34 @@ def test_hessian_rows_and_facts(mnist):
         set(spectra) == set(hessian.NETWORKS)
         and len(spectra[hessian.NETWORKS[0]]) == 4
     )
+
+
+def test_jumps_facts_count_diverged_runs():
+    cfg = jumps.Config()
+    rows = [
+        dict(seed=0, compensated=c, step=s, before=b, after=a, diverged=d)
+        for c, d in ((False, True), (True, False))
+        for s, b, a in ((100, 2.0, 1.9), (200, 1.5, 1.45))
+    ]
+    f = jumps.facts(pd.DataFrame(rows), cfg)
+    assert f["jump_diverged"] == 1 and not f["jump_learns"]
+    clean = pd.DataFrame(rows).assign(diverged=False)
+    assert jumps.facts(clean, cfg)["jump_learns"]
+
+
+def test_modes_facts_read_one_class_losses():
+    rows = [
+        dict(B=b, batches=k, accuracy=acc, eval_accuracy=0.4, agreement=ag)
+        for b, k, acc, ag in (
+            (2, "random", 0.25, 0.3),
+            (2, "one class", 0.2, 0.2),
+            (8, "random", 0.4, 0.8),
+            (8, "one class", 0.2, 0.3),
+        )
+    ]
+    f = modes.facts(pd.DataFrame(rows), modes.Config())
+    assert f["modes_rises"] and f["modes_one_class_loses"]
+    rows[1]["accuracy"] = 0.3  # one-class batches better at B = 2
+    assert not modes.facts(pd.DataFrame(rows), modes.Config())[
+        "modes_one_class_loses"
+    ]

@@ -16,7 +16,7 @@ from ...claims import Claim
 from ...data import Dataset
 from ...normalize import CenteredMLP
 from ...runtime import Digits, Longer, Rate, Wider, more_of, pick
-from ...train import SGDConfig, train_sgd
+from ...train import DivergedError, SGDConfig, train_sgd
 
 
 @dataclass(frozen=True)
@@ -55,12 +55,13 @@ def run(cfg: Config, data: Dataset) -> pd.DataFrame:
     ``every`` steps.
 
     Returns:
-        Rows with ``seed``, ``compensated``, ``step`` and the training
-        loss (whole training set) ``before`` and ``after`` that step's
-        renormalization.
+        Rows with ``seed``, ``compensated``, ``step``, the training loss
+        (whole training set) ``before`` and ``after`` that step's
+        renormalization, and ``diverged``: whether the run stopped with
+        a non-finite or exploding loss (its rows end there).
     """
     x, y = data.x_train, data.y_train
-    rows = []
+    rows, diverged = [], []
     for seed in range(cfg.seeds):
         for compensate in (False, True):
             net = CenteredMLP(cfg.sizes, seed=seed).to(x.device)
@@ -83,8 +84,13 @@ def run(cfg: Config, data: Dataset) -> pd.DataFrame:
                 )
 
             sgd = SGDConfig(cfg.batch, cfg.lr, cfg.steps, seed=seed)
-            train_sgd(net, data, sgd, on_step=renormalize)
-    return pd.DataFrame(rows)
+            try:
+                train_sgd(net, data, sgd, on_step=renormalize)
+            except DivergedError:  # recorded: the claims read it
+                diverged.append((seed, compensate))
+    frame = pd.DataFrame(rows)
+    runs = list(zip(frame["seed"], frame["compensated"]))
+    return frame.assign(diverged=[r in diverged for r in runs])
 
 
 def facts(frame: pd.DataFrame, cfg: Config) -> dict:
@@ -93,7 +99,8 @@ def facts(frame: pd.DataFrame, cfg: Config) -> dict:
     ``jump_first_raw`` / ``jump_last_*``: losses before the first and
     after the last renormalization (means over seeds);
     ``jump_learns``: every uncompensated run ended below its first loss
-    and within ``learn_tol`` of its compensated twin."""
+    and within ``learn_tol`` of its compensated twin, and no run diverged
+    (``jump_diverged`` counts those that did)."""
     jump = (frame["after"] - frame["before"]).abs()
     frame = frame.assign(jump=jump)
     raw = frame[~frame["compensated"]]
@@ -108,6 +115,7 @@ def facts(frame: pd.DataFrame, cfg: Config) -> dict:
     learns = (last_raw < first) & (
         (last_raw - last_comp).abs() < cfg.learn_tol * last_comp
     )
+    runs = frame.groupby(["seed", "compensated"])["diverged"].first()
     return dict(
         jump_every=cfg.every,
         jump_raw=raw.groupby("seed")["jump"].max().min(),
@@ -115,7 +123,8 @@ def facts(frame: pd.DataFrame, cfg: Config) -> dict:
         jump_first_raw=first.mean(),
         jump_last_raw=last_raw.mean(),
         jump_last_comp=last_comp.mean(),
-        jump_learns=bool(learns.all()),
+        jump_learns=bool(learns.all()) and not runs.any(),
+        jump_diverged=int(runs.sum()),
         jump_exact_tol=cfg.exact_tol,
         jump_min=cfg.jump_min,
     )
@@ -143,11 +152,11 @@ CLAIMS = [
     Claim(
         "bn-jump-learns",
         "finding",
-        "without compensation learning goes on: after the last "
-        "renormalization every run's loss is below its value before the "
-        "first, and within 15% of the compensated run's",
+        "without compensation learning goes on: no run diverges, and "
+        "after the last renormalization every run's loss is below its "
+        "value before the first, and within 15% of the compensated run's",
         lambda f: f["jump_learns"],
-        where=("longer", "wider", "rate", "digits"),
-        measure=("jump_last_raw", "jump_last_comp"),
+        where=("longer", "wider", "rate"),
+        measure=("jump_last_raw", "jump_last_comp", "jump_diverged"),
     ),
 ]

@@ -117,8 +117,8 @@ def run(cfg: Config, data: Dataset) -> pd.DataFrame:
 def facts(frame: pd.DataFrame, cfg: Config) -> dict:
     """Agreement at the smallest and largest B (random batches), the
     accuracy with one-class batches of the largest B, and whether
-    agreement rises with B while one-class batches lose more than
-    ``one_class_loss`` at every B."""
+    agreement rises with B while one-class batches lose accuracy at every
+    B, more than ``one_class_loss`` at the largest."""
     rand = frame[frame["batches"] == "random"].set_index("B").sort_index()
     one = frame[frame["batches"] == "one class"].set_index("B")
     b_lo, b_hi = rand.index.min(), rand.index.max()
@@ -131,7 +131,9 @@ def facts(frame: pd.DataFrame, cfg: Config) -> dict:
         modes_one_class=one.loc[b_hi, "accuracy"],
         modes_rises=bool(rand["agreement"].is_monotonic_increasing),
         modes_one_class_loses=bool(
-            (one["accuracy"] < rand["accuracy"] - cfg.one_class_loss).all()
+            (one["accuracy"] < rand["accuracy"]).all()
+            and one.loc[b_hi, "accuracy"]
+            < rand.loc[b_hi, "accuracy"] - cfg.one_class_loss
         ),
     )
 
@@ -143,14 +145,15 @@ CLAIMS = [
         "in training mode, the smaller the random batch the more "
         "predictions differ from evaluation mode's",
         lambda f: f["modes_rises"],
-        where=("longer", "wider", "rate", "digits"),
+        where=("longer", "wider", "rate"),
         measure=("modes_agree_lo", "modes_agree_hi"),
     ),
     Claim(
         "bn-modes-one-class",
         "finding",
-        "batches of one class lose more than 10 points of accuracy in "
-        "training mode at every batch size",
+        "in training mode, batches of one class are less accurate than "
+        "random batches at every batch size, by more than 10 points at the "
+        "largest",
         lambda f: f["modes_one_class_loses"],
         where=("longer", "wider", "rate", "digits"),
         measure=("modes_one_class",),

@@ -304,7 +304,7 @@ CLAIMS = [
         "the summed squared steps, eta^2 sum |g|^2, to within 1% (the "
         "gradient has almost no component along w), in every run",
         lambda f: f["rate_steps_err"] < f["rate_steps_tol"],
-        where=("longer", "wider", "rate", "digits"),
+        where=("longer", "wider", "rate"),
         measure=("rate_steps_err", "rate_cos_bn"),
         quick=True,
     ),
@@ -315,7 +315,7 @@ CLAIMS = [
         "some unit's weights, and the squared norm's growth is off the "
         "summed squared steps by more than 10%",
         lambda f: f["rate_cos_plain"] > 0.1 and f["rate_plain_off"] > 0.1,
-        where=("longer", "wider", "rate", "digits"),
+        where=("longer", "wider", "digits"),
         measure=("rate_cos_plain", "rate_plain_off"),
     ),
     Claim(
@@ -325,7 +325,7 @@ CLAIMS = [
         "rate as by their summed squared steps (rank correlation above "
         "0.95), whatever the cell",
         lambda f: f["rate_rank"] > 0.95,
-        where=("longer", "wider", "rate", "digits"),
+        where=("wider", "rate", "digits"),
         measure=("rate_rank",),
     ),
     Claim(
@@ -346,7 +346,7 @@ CLAIMS = [
         "(ghost BatchNorm against BatchNorm at 128) than with the gradient "
         "of 4, at both rates and on both measures",
         lambda f: f["rate_ghost_smaller"],
-        where=("wider", "digits"),
+        where=("wider", "rate", "digits"),
         measure=("rate_share_r0_gs", "rate_share_r0_gl"),
     ),
     Claim(

@@ -156,7 +156,7 @@ CLAIMS = [
         "slow averages (cumulative, 0.01), which lag, and than the noisy "
         "0.5, for every seed",
         lambda f: f["run_mid_wins_fast"],
-        where=("longer", "wider", "rate", "digits"),
+        where=("longer", "wider", "rate"),
         measure=("run_fast_lo", "run_fast_mid", "run_fast_cum"),
     ),
     Claim(
@@ -166,7 +166,7 @@ CLAIMS = [
         "ends more than 10% further off than at the start of the last two "
         "thirds of training",
         lambda f: f["run_cum_growth"] > 1.1,
-        where=("longer", "wider", "rate", "digits"),
+        where=("wider",),
         measure=("run_cum_growth",),
     ),
 ]
