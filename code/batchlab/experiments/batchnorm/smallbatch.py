@@ -190,7 +190,7 @@ CLAIMS = [
         "at B = 2, Batch Renormalization ends between BatchNorm and "
         "LayerNorm (both paired 95% intervals exclude zero)",
         lambda f: f["small_brn_gain_lo"] > 0 and f["small_brn_short_lo"] > 0,
-        where=("longer", "wider", "rate"),
+        where=("longer", "wider", "digits"),
         measure=("small_batchnorm", "small_renorm", "small_layernorm"),
     ),
     Claim(
