@@ -472,3 +472,72 @@ def settings(config: object, names: dict[str, str] | None = None) -> Markdown:
             value = ", ".join(format_number(v) for v in value)
         rows.append({"setting": f.name, "value": format_number(value)})
     return table(pd.DataFrame(rows), names=names, keep_constant=True)
+
+
+# --------------------------------------------------------------------------
+# BatchNorm chapter
+
+
+def before_after(ax: Axes, frame: pd.DataFrame, hue: str, label: dict) -> Axes:
+    """A quantity just before and just after events at ``step`` (mean
+    over seeds), as a sawtooth per level of ``hue``: columns ``step``,
+    ``before``, ``after`` and ``hue``; ``label`` names the levels."""
+    _require(frame, ["step", "before", "after", hue])
+    looks = styles(frame[hue])
+    for level, part in frame.groupby(hue, sort=True):
+        mean = part.groupby("step")[["before", "after"]].mean()
+        ax.plot(
+            np.repeat(mean.index.to_numpy(), 2),
+            mean.to_numpy().ravel(),
+            label=label[level],
+            **looks[level],
+        )
+    ax.legend()
+    return ax
+
+
+def law_points(ax: Axes, frame: pd.DataFrame, x: str, label: str) -> Axes:
+    """Measured values (points, column ``measured``) against a law (a
+    line, column ``law``) over ``x``, on log-log axes with plain labels."""
+    _require(frame, [x, "measured", "law"])
+    part = frame.sort_values(x)
+    ax.plot(part[x], part["measured"], "o", label="measured")
+    ax.plot(part[x], part["law"], "-", color="0.3", label="law")
+    ax.set(xscale="log", yscale="log", xlabel=x, ylabel=label)
+    plain_log(ax, "x", subs=(1, 2, 5))
+    plain_log(ax, "y", subs=(1, 2, 5))
+    ax.legend()
+    return ax
+
+
+def running_errors(ax: Axes, frame: pd.DataFrame) -> Axes:
+    """Error of running averages over steps (mean and one standard
+    deviation over seeds), one ordered colour per ``momentum`` and the
+    cumulative average (``momentum`` NaN) in black, log y axis."""
+    _require(frame, ["step", "error", "momentum", "seed"])
+    named = frame.assign(
+        average=frame["momentum"].map(
+            lambda m: "cumulative" if np.isnan(m) else f"{m:g}"
+        )
+    )
+    momenta = sorted(frame["momentum"].dropna().unique())
+    palette = {f"{m:g}": c for m, c in ordered_palette(momenta).items()}
+    palette["cumulative"] = (0.0, 0.0, 0.0)
+    order = list(palette)
+    sns.lineplot(
+        data=named,
+        x="step",
+        y="error",
+        hue="average",
+        hue_order=order,
+        palette=palette,
+        style="average",
+        style_order=order,
+        markers=dict(zip(order, MARKERS)),
+        dashes=dict(zip(order, _seaborn_dashes(len(order)))),
+        errorbar="sd",
+        ax=ax,
+    )
+    ax.set_yscale("log")
+    ax.legend(title="momentum")
+    return ax
