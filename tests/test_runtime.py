@@ -378,3 +378,11 @@ def test_apply_threads_reads_the_quota_above_a_larger_request(
     finally:
         torch.set_num_threads(before)
         runtime._blas_limit.clear()  # let the BLAS pools go back
+
+
+def test_importing_batchlab_switches_tf32_off():
+    torch.backends.cudnn.allow_tf32 = True
+    torch.backends.cuda.matmul.allow_tf32 = True
+    runtime.apply_precision()
+    assert not torch.backends.cudnn.allow_tf32
+    assert not torch.backends.cuda.matmul.allow_tf32
