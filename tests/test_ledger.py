@@ -101,8 +101,12 @@ def test_the_runner_records_every_claim_variant_and_seed_set(
         "toy-lucky [longer]: failed in seed sets [2]",
     ]
     row = claimmarks.ledger_row("toy-short", record)
-    assert row.startswith("held in 3 of 3 seed sets; longer no (0 of 3)")
-    assert "not claimed" in row and "digits n/a" in row
+    assert row.startswith("3/3 seed sets \u00b7 longer 0/3 (not claimed)")
+    assert row.endswith("digits n/a")
+    lucky = claimmarks.ledger_row("toy-lucky", record)
+    assert "longer 2/3 \u00b7" in lucky  # claimed: no "(not claimed)"
+    law = claimmarks.ledger_row("toy-law", record, "ja")
+    assert law.startswith("3/3 シード集合・長い学習 \u2713")
 
 
 def test_a_failing_section_is_recorded_and_the_ledger_goes_on(
