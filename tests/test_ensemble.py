@@ -157,3 +157,38 @@ def test_train_to_loss_records_divergence_and_rejects_bad_input(small):
         ensemble.train_to_loss(ens, small, 8, [0.1, 0.1], 0.0, 80, [0, 1], 8)
     with pytest.raises(ValueError, match="one learning rate"):
         ensemble.train_to_loss(ens, small, 8, [0.1], 0.1, 80, [0, 1], 8)
+
+
+def test_train_to_loss_result_does_not_depend_on_stack_mates(small):
+    """A run stops where it would alone: its checks follow its own loss,
+    not the loss of a faster run in the same stack."""
+    seed, b, lr, target = 0, 4, 0.05, 1.45
+    mates = [(0.4, 1), (0.2, 2), (0.4, 3)]  # faster runs: near early
+
+    def train(pairs):
+        nets = [models.mlp([40, 16, 10], seed=s) for _, s in pairs]
+        ens = ensemble.EnsembleMLP.from_models(nets)
+        run = ensemble.train_to_loss(
+            ens,
+            small,
+            b,
+            [r for r, _ in pairs],
+            target,
+            900 * b,
+            [s for _, s in pairs],
+            37 * b,
+            near=1.1,
+            near_steps=3,
+        )
+        return run, ens
+
+    alone, ens_alone = train([(lr, seed)])
+    stacked, ens_stacked = train([(lr, seed), *mates])
+    assert alone.reached[0] and stacked.reached[1:].all()
+    assert stacked.steps[1:].max() < alone.steps[0]  # the mates end first
+    assert stacked.steps[0] == alone.steps[0]
+    assert np.isclose(stacked.train_loss[0], alone.train_loss[0], rtol=1e-5)
+    for a, c in zip(
+        ens_stacked.member(0).parameters(), ens_alone.member(0).parameters()
+    ):
+        assert torch.allclose(a, c, atol=1e-6)

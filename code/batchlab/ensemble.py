@@ -342,15 +342,16 @@ def train_to_loss(
     training loss falls below ``target`` (equal training loss, not equal
     budget: models compared at one stage of training).
 
-    The full training loss is computed every ``ceil(check_examples / B)``
-    steps; a model below the target stops there, a model whose loss blows
-    up stops as diverged, a model that has used ``max_examples`` examples
-    stops short, and the models still training are stepped as one smaller
-    ensemble (so stopped models cost nothing). Once some model still
-    training is below ``near * target``, the loss is checked at least
-    every ``near_steps`` steps, so that a small batch, whose coarse checks
-    are many steps apart, stops close to the target rather than far
-    below it.
+    Each model keeps its own schedule of checks, so that where it stops
+    does not depend on the other models of the stack: its full training
+    loss is computed every ``ceil(check_examples / B)`` steps, and every
+    ``near_steps`` steps once its own loss at a check is below ``near *
+    target`` (a small batch, whose coarse checks are many steps apart,
+    then stops close to the target rather than far below it). A model
+    below the target stops at that check, a model whose loss blows up
+    stops as diverged, a model that has used ``max_examples`` examples
+    stops short; the models still training are stepped as one smaller
+    ensemble (so stopped models cost nothing).
 
     Args:
         ens: the stacked models, trained in place.
@@ -393,37 +394,41 @@ def train_to_loss(
     every = -(-check_examples // batch_size)
     fine = min(every, near_steps) if near_steps else every
     cap_steps = caps // batch_size
-    max_steps = int(cap_steps.max())
-    cap_set = set(cap_steps.tolist())
     steps = np.zeros(m, int)
     reached = np.zeros(m, bool)
     diverged = np.zeros(m, bool)
-    loss = _ensemble_metrics(ens, data.x_train, data.y_train)[0]
-    next_check = fine if (loss < near * target).any() else every
     x_all, y_all = data.x_train, data.y_train
+    loss = _ensemble_metrics(ens, x_all, y_all)[0]
+
+    def gap(i: np.ndarray) -> np.ndarray:  # steps to each model's next check
+        return np.where(loss[i] < near * target, fine, every)
+
+    next_check = gap(np.arange(m))
     batches = epoch_batches(data.n_train, batch_size, seeds)
     live = np.arange(m)  # models still training, stepped as one ensemble
     work, rows, lr_live = _select(ens, live), torch.from_numpy(live), lr
     with torch.no_grad():
-        for step in range(1, max_steps + 1):
+        for step in range(1, int(cap_steps.max()) + 1):
             idx = next(batches)[rows].to(device)
             work.sgd_step(x_all[idx], y_all[idx], lr_live)
             steps[live] = step
-            if step < next_check and step not in cap_set:
+            due = (next_check[live] <= step) | (cap_steps[live] == step)
+            if not due.any():
                 continue
-            _write_back(ens, work, live)
-            loss[live] = _ensemble_metrics(work, x_all, y_all)[0]
-            diverged[live] |= is_diverged(loss[live])
-            reached[live] |= (loss[live] < target) & ~diverged[live]
+            mine = live[due]
+            picked = _select(work, np.flatnonzero(due))
+            loss[mine] = _ensemble_metrics(picked, x_all, y_all)[0]
+            diverged[mine] |= is_diverged(loss[mine])
+            reached[mine] |= (loss[mine] < target) & ~diverged[mine]
+            next_check[mine] = step + gap(mine)
             done = reached | diverged | (steps >= cap_steps)
             if done[live].any():
+                _write_back(ens, work, live)
                 live = np.flatnonzero(~done)
                 if not len(live):
                     break
                 work, rows = _select(ens, live), torch.from_numpy(live)
                 lr_live = lr[rows.to(device)]
-            close = (loss[live] < near * target).any()
-            next_check = step + (fine if close else every)
     if len(live):
         _write_back(ens, work, live)
     loss = np.where(diverged, np.nan, loss)
