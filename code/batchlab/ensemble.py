@@ -151,12 +151,33 @@ class EnsembleMLP:
         return loss, dW, db
 
     def sgd_step(self, x, y, lr: torch.Tensor) -> torch.Tensor:
-        """One SGD step per model with learning rates ``lr`` ``(m,)``."""
-        loss, dW, db = self.loss_and_grads(x, y)
-        scale = lr.view(-1, 1, 1)
-        for W, b, gW, gb in zip(self.W, self.b, dW, db):
-            W.sub_(gW * scale)
-            b.sub_(gb * scale)
+        """One SGD step per model with learning rates ``lr`` ``(m,)``.
+
+        The same backward pass as :meth:`loss_and_grads`, with the rate
+        folded into the output gradient so that each weight update is one
+        fused ``baddbmm_`` (at B = 1 the update, not the product,
+        dominates a step). Returns the loss before the step, ``(m,)``.
+        """
+        act, dact = _ACTS[self.activation]
+        hs = [x]
+        h = x
+        last = len(self.W) - 1
+        for k, (W, b) in enumerate(zip(self.W, self.b)):
+            h = torch.baddbmm(b, h, W)
+            if k < last:
+                h = act(h)
+            hs.append(h)
+        logp = torch.log_softmax(h, dim=-1)
+        loss = -logp.gather(-1, y[..., None]).squeeze(-1).mean(1)
+        g = logp.exp()
+        g.scatter_add_(-1, y[..., None], -torch.ones_like(g[..., :1]))
+        g = g * (lr / x.shape[1]).view(-1, 1, 1)  # rate x d loss / d logits
+        for k in range(last, -1, -1):
+            below = g
+            if k > 0:
+                g = torch.bmm(g, self.W[k].transpose(1, 2)) * dact(hs[k])
+            self.W[k].baddbmm_(hs[k].transpose(1, 2), below, alpha=-1)
+            self.b[k].sub_(below.sum(1, keepdim=True))
         return loss
 
 
