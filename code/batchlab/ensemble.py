@@ -333,6 +333,8 @@ class TargetRun:
         reached: whether the model got below the target, shape ``(m,)``.
         diverged: whether its loss blew up, shape ``(m,)``.
         batch_size: B, shared by all models.
+        checks: evaluations of the full training loss per model (the
+            first, before training, included), shape ``(m,)``.
     """
 
     steps: np.ndarray
@@ -340,6 +342,7 @@ class TargetRun:
     reached: np.ndarray
     diverged: np.ndarray
     batch_size: int
+    checks: np.ndarray
 
     @property
     def examples(self) -> np.ndarray:
@@ -364,15 +367,19 @@ def train_to_loss(
     budget: models compared at one stage of training).
 
     Each model keeps its own schedule of checks, so that where it stops
-    does not depend on the other models of the stack: its full training
-    loss is computed every ``ceil(check_examples / B)`` steps, and every
-    ``near_steps`` steps once its own loss at a check is below ``near *
-    target`` (a small batch, whose coarse checks are many steps apart,
-    then stops close to the target rather than far below it). A model
-    below the target stops at that check, a model whose loss blows up
-    stops as diverged, a model that has used ``max_examples`` examples
-    stops short; the models still training are stepped as one smaller
-    ensemble (so stopped models cost nothing).
+    does not depend on the other models of the stack. Its full training
+    loss is computed every ``ceil(check_examples / B)`` steps; once its
+    own loss at a check is below ``near * target``, the next check comes
+    after half the steps that the fall since its previous check predicts
+    the target needs, but never sooner than ``near_steps`` steps (nor
+    later than a coarse check would). So a run stops at most
+    ``near_steps`` steps past the check that would have found it below
+    the target, unless its loss fell more than twice as fast as it did
+    just before, with a few checks rather than one every ``near_steps``
+    steps. A model below the target stops at that check, a model whose
+    loss blows up stops as diverged, a model that has used
+    ``max_examples`` examples stops short; the models still training are
+    stepped as one smaller ensemble (so stopped models cost nothing).
 
     Args:
         ens: the stacked models, trained in place.
@@ -386,7 +393,8 @@ def train_to_loss(
         check_examples: examples between two checks of the loss.
         near: loss, as a multiple of ``target`` (>= 1), below which the
             checks become finer.
-        near_steps: steps between two checks there (0: no finer checks).
+        near_steps: fewest steps between two checks there (0: no finer
+            checks).
 
     Returns:
         A :class:`TargetRun`.
@@ -421,10 +429,17 @@ def train_to_loss(
     x_all, y_all = data.x_train, data.y_train
     loss = _ensemble_metrics(ens, x_all, y_all)[0]
 
-    def gap(i: np.ndarray) -> np.ndarray:  # steps to each model's next check
-        return np.where(loss[i] < near * target, fine, every)
+    checks = np.ones(m, int)
+    last_step, last_loss = np.zeros(m, int), loss.copy()  # previous check
 
-    next_check = gap(np.arange(m))
+    def gap(i: np.ndarray, step: int) -> np.ndarray:
+        """Steps to the next check of the models ``i``, checked now."""
+        fall = (last_loss[i] - loss[i]) / np.maximum(step - last_step[i], 1)
+        ahead = (loss[i] - target) / np.where(fall > 0, fall, np.inf)
+        soon = np.clip(np.nan_to_num(ahead / 2, posinf=every), fine, every)
+        return np.where(loss[i] < near * target, soon, every).astype(int)
+
+    next_check = gap(np.arange(m), 0)
     batches = epoch_batches(data.n_train, batch_size, seeds)
     live = np.arange(m)  # models still training, stepped as one ensemble
     work, rows, lr_live = _select(ens, live), torch.from_numpy(live), lr
@@ -439,9 +454,11 @@ def train_to_loss(
             mine = live[due]
             picked = _select(work, np.flatnonzero(due))
             loss[mine] = _ensemble_metrics(picked, x_all, y_all)[0]
+            checks[mine] += 1
             diverged[mine] |= is_diverged(loss[mine])
             reached[mine] |= (loss[mine] < target) & ~diverged[mine]
-            next_check[mine] = step + gap(mine)
+            next_check[mine] = step + gap(mine, step)
+            last_step[mine], last_loss[mine] = step, loss[mine]
             done = reached | diverged | (steps >= cap_steps)
             if done[live].any():
                 _write_back(ens, work, live)
@@ -453,4 +470,4 @@ def train_to_loss(
     if len(live):
         _write_back(ens, work, live)
     loss = np.where(diverged, np.nan, loss)
-    return TargetRun(steps, loss, reached, diverged, batch_size)
+    return TargetRun(steps, loss, reached, diverged, batch_size, checks)
