@@ -134,6 +134,16 @@ def test_train_to_loss_closes_in_on_the_target_with_few_checks(small):
         ens, small, b, lrs, target, 400 * b, seeds, 40 * b, 1e6, 1
     )
     assert (run.checks < np.array(first) / 4).all()
+    # far from the target the minibatch losses stand in for the full loss
+    checks = []
+    for estimate in (False, True):
+        ens = ensemble.EnsembleMLP.from_models(nets)
+        got = ensemble.train_to_loss(
+            ens, small, b, lrs, target, 400 * b, seeds, 8 * b, 1.3, 1, estimate
+        )
+        assert got.steps.tolist() == first
+        checks.append(got.checks)
+    assert (checks[1] < checks[0] / 2).all()
     with pytest.raises(ValueError, match="near"):
         ensemble.train_to_loss(
             ens, small, b, lrs, target, 120 * b, seeds, 8, 0.5, 1
@@ -171,36 +181,40 @@ def test_train_to_loss_records_divergence_and_rejects_bad_input(small):
         ensemble.train_to_loss(ens, small, 8, [0.1], 0.1, 80, [0, 1], 8)
 
 
-def test_train_to_loss_result_does_not_depend_on_stack_mates(small):
-    """A run stops where it would alone: its checks follow its own loss,
-    not the loss of a faster run in the same stack."""
+@pytest.mark.parametrize("estimate", [False, True])
+def test_train_to_loss_result_does_not_depend_on_stack_mates(small, estimate):
+    """A run stops where it would alone, after as many checks: they
+    follow its own loss, not the losses of the other runs in its stack,
+    some faster, some stopped early by their budget."""
     seed, b, lr, target = 0, 4, 0.05, 1.45
-    mates = [(0.4, 1), (0.2, 2), (0.4, 3)]  # faster runs: near early
+    mates = [(0.4, 1, 900), (0.2, 2, 100), (0.05, 3, 150), (0.4, 4, 900)]
 
-    def train(pairs):
-        nets = [models.mlp([40, 16, 10], seed=s) for _, s in pairs]
+    def train(runs):
+        nets = [models.mlp([40, 16, 10], seed=s) for _, s, _ in runs]
         ens = ensemble.EnsembleMLP.from_models(nets)
         run = ensemble.train_to_loss(
             ens,
             small,
             b,
-            [r for r, _ in pairs],
+            [r for r, _, _ in runs],
             target,
-            900 * b,
-            [s for _, s in pairs],
+            [cap * b for _, _, cap in runs],
+            [s for _, s, _ in runs],
             37 * b,
             near=1.1,
             near_steps=3,
+            estimate_far=estimate,
         )
         return run, ens
 
-    alone, ens_alone = train([(lr, seed)])
-    stacked, ens_stacked = train([(lr, seed), *mates])
-    assert alone.reached[0] and stacked.reached[1:].all()
-    assert stacked.steps[1:].max() < alone.steps[0]  # the mates end first
-    assert stacked.steps[0] == alone.steps[0]
-    assert np.isclose(stacked.train_loss[0], alone.train_loss[0], rtol=1e-5)
+    alone, ens_alone = train([(lr, seed, 900)])
+    stacked, ens_stacked = train([*mates, (lr, seed, 900)])  # it comes last
+    assert alone.reached[0] and stacked.reached[[0, 3]].all()
+    assert stacked.steps[:-1].max() < alone.steps[0]  # the mates end first
+    assert stacked.steps[-1] == alone.steps[0]
+    assert stacked.checks[-1] == alone.checks[0]
+    assert np.isclose(stacked.train_loss[-1], alone.train_loss[0], rtol=1e-5)
     for a, c in zip(
-        ens_stacked.member(0).parameters(), ens_alone.member(0).parameters()
+        ens_stacked.member(4).parameters(), ens_alone.member(0).parameters()
     ):
         assert torch.allclose(a, c, atol=1e-6)

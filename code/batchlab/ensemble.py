@@ -361,6 +361,7 @@ def train_to_loss(
     check_examples: int,
     near: float = 1.0,
     near_steps: int = 0,
+    estimate_far: bool = False,
 ) -> TargetRun:
     """Train every model of ``ens`` in place with plain SGD until its full
     training loss falls below ``target`` (equal training loss, not equal
@@ -395,6 +396,12 @@ def train_to_loss(
             checks become finer.
         near_steps: fewest steps between two checks there (0: no finer
             checks).
+        estimate_far: while a model's last full loss and the mean of its
+            minibatch losses since its last check are both at least
+            ``near * target``, skip the full loss at a coarse check (the
+            minibatch losses, which training computes anyway, say it is
+            still far from the target); the full loss is computed once
+            the mean falls below, and from then on as above.
 
     Returns:
         A :class:`TargetRun`.
@@ -443,14 +450,33 @@ def train_to_loss(
     batches = epoch_batches(data.n_train, batch_size, seeds)
     live = np.arange(m)  # models still training, stepped as one ensemble
     work, rows, lr_live = _select(ens, live), torch.from_numpy(live), lr
+    # minibatch losses summed since each live model's last look (far phase)
+    seen, since = torch.zeros(m, dtype=lr.dtype, device=device), np.zeros(m)
     with torch.no_grad():
         for step in range(1, int(cap_steps.max()) + 1):
             idx = next(batches)[rows].to(device)
-            work.sgd_step(x_all[idx], y_all[idx], lr_live)
+            batch_loss = work.sgd_step(x_all[idx], y_all[idx], lr_live)
             steps[live] = step
+            if estimate_far:
+                seen[: len(live)] += batch_loss
             due = (next_check[live] <= step) | (cap_steps[live] == step)
             if not due.any():
                 continue
+            if estimate_far:  # far from the target: the mean batch loss
+                pos = np.flatnonzero(due)
+                ids = live[pos]
+                mean = seen[pos].cpu().numpy() / (step - since[ids])
+                skip = (
+                    (loss[ids] >= near * target)
+                    & (mean >= near * target)
+                    & np.isfinite(mean)
+                    & (cap_steps[ids] != step)
+                )
+                seen[pos], since[ids] = 0, step
+                next_check[ids[skip]] = step + every
+                due[pos[skip]] = False
+                if not due.any():
+                    continue
             mine = live[due]
             picked = _select(work, np.flatnonzero(due))
             loss[mine] = _ensemble_metrics(picked, x_all, y_all)[0]
@@ -462,9 +488,11 @@ def train_to_loss(
             done = reached | diverged | (steps >= cap_steps)
             if done[live].any():
                 _write_back(ens, work, live)
-                live = np.flatnonzero(~done)
+                kept = ~done[live]
+                live = live[kept]
                 if not len(live):
                     break
+                seen[: len(live)] = seen[: len(kept)][torch.from_numpy(kept)]
                 work, rows = _select(ens, live), torch.from_numpy(live)
                 lr_live = lr[rows.to(device)]
     if len(live):
