@@ -106,44 +106,42 @@ def test_train_to_loss_stops_at_the_first_check_below_target(small):
     np.testing.assert_array_equal(run.examples, run.steps * b)
 
 
-def test_train_to_loss_closes_in_on_the_target_with_few_checks(small):
-    """Full-batch descent (a smooth, decelerating loss): once near the
-    target the checks come at half the predicted distance, so the run
-    stops exactly at the first step below the target, as a check at
-    every step would, with far fewer checks; without finer checks it
-    stops at the next coarse check."""
-    seeds, lrs, b = [0, 1], [0.5, 0.3], small.n_train
+def test_train_to_loss_checks_every_near_step_close_to_target(small):
+    """Close to the target a run is checked every near step, so it stops
+    at the first step below it; without finer checks, at the next coarse
+    check; and when the minibatch losses stand in for the full loss far
+    from the target, it stops at the same step after far fewer checks."""
+    seeds, lrs, b = [0, 1], [0.5, 0.3], small.n_train  # full batch: smooth
     nets = [models.mlp([40, 16, 10], seed=s) for s in seeds]
     ref = ensemble.EnsembleMLP.from_models(nets)
     hist = ensemble.train_ensemble(ref, small, b, lrs, 400, seeds, 1)
-    assert (np.diff(hist.train_loss, axis=1) < 0).all()  # smooth descent
     target = float(hist.train_loss[:, 250].max())
     first = [int(np.flatnonzero(row < target)[0]) for row in hist.train_loss]
-    for near, steps, want in [
-        (1e6, 1, first),
-        (1.0, 1, [-(-k // 40) * 40 for k in first]),
+    checks = []
+    for near, steps, estimate, want in [
+        (1e6, 1, False, first),
+        (1.0, 1, False, [-(-k // 40) * 40 for k in first]),
+        (2.0, 1, False, first),
+        (2.0, 1, True, first),
     ]:
         ens = ensemble.EnsembleMLP.from_models(nets)
         run = ensemble.train_to_loss(
-            ens, small, b, lrs, target, 400 * b, seeds, 40 * b, near, steps
+            ens,
+            small,
+            b,
+            lrs,
+            target,
+            400 * b,
+            seeds,
+            40 * b,
+            near,
+            steps,
+            estimate,
         )
         assert run.reached.all() and run.steps.tolist() == want
-    assert (run.checks == [k // 40 + 1 for k in want]).all()
-    ens = ensemble.EnsembleMLP.from_models(nets)
-    run = ensemble.train_to_loss(
-        ens, small, b, lrs, target, 400 * b, seeds, 40 * b, 1e6, 1
-    )
-    assert (run.checks < np.array(first) / 4).all()
-    # far from the target the minibatch losses stand in for the full loss
-    checks = []
-    for estimate in (False, True):
-        ens = ensemble.EnsembleMLP.from_models(nets)
-        got = ensemble.train_to_loss(
-            ens, small, b, lrs, target, 400 * b, seeds, 8 * b, 1.3, 1, estimate
-        )
-        assert got.steps.tolist() == first
-        checks.append(got.checks)
-    assert (checks[1] < checks[0] / 2).all()
+        checks.append(run.checks)
+    assert checks[1].tolist() == [-(-k // 40) + 1 for k in first]
+    assert (checks[3] < checks[2]).all()
     with pytest.raises(ValueError, match="near"):
         ensemble.train_to_loss(
             ens, small, b, lrs, target, 120 * b, seeds, 8, 0.5, 1

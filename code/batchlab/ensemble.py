@@ -368,19 +368,15 @@ def train_to_loss(
     budget: models compared at one stage of training).
 
     Each model keeps its own schedule of checks, so that where it stops
-    does not depend on the other models of the stack. Its full training
-    loss is computed every ``ceil(check_examples / B)`` steps; once its
-    own loss at a check is below ``near * target``, the next check comes
-    after half the steps that the fall since its previous check predicts
-    the target needs, but never sooner than ``near_steps`` steps (nor
-    later than a coarse check would). So a run stops at most
-    ``near_steps`` steps past the check that would have found it below
-    the target, unless its loss fell more than twice as fast as it did
-    just before, with a few checks rather than one every ``near_steps``
-    steps. A model below the target stops at that check, a model whose
-    loss blows up stops as diverged, a model that has used
-    ``max_examples`` examples stops short; the models still training are
-    stepped as one smaller ensemble (so stopped models cost nothing).
+    does not depend on the other models of the stack: its full training
+    loss is computed every ``ceil(check_examples / B)`` steps, and every
+    ``near_steps`` steps once its own loss at a check is below ``near *
+    target`` (a small batch, whose coarse checks are many steps apart,
+    then stops close to the target rather than far below it). A model
+    below the target stops at that check, a model whose loss blows up
+    stops as diverged, a model that has used ``max_examples`` examples
+    stops short; the models still training are stepped as one smaller
+    ensemble (so stopped models cost nothing).
 
     Args:
         ens: the stacked models, trained in place.
@@ -394,8 +390,7 @@ def train_to_loss(
         check_examples: examples between two checks of the loss.
         near: loss, as a multiple of ``target`` (>= 1), below which the
             checks become finer.
-        near_steps: fewest steps between two checks there (0: no finer
-            checks).
+        near_steps: steps between two checks there (0: no finer checks).
         estimate_far: while a model's last full loss and the mean of its
             minibatch losses since its last check are both at least
             ``near * target``, skip the full loss at a coarse check (the
@@ -435,18 +430,12 @@ def train_to_loss(
     diverged = np.zeros(m, bool)
     x_all, y_all = data.x_train, data.y_train
     loss = _ensemble_metrics(ens, x_all, y_all)[0]
-
     checks = np.ones(m, int)
-    last_step, last_loss = np.zeros(m, int), loss.copy()  # previous check
 
-    def gap(i: np.ndarray, step: int) -> np.ndarray:
-        """Steps to the next check of the models ``i``, checked now."""
-        fall = (last_loss[i] - loss[i]) / np.maximum(step - last_step[i], 1)
-        ahead = (loss[i] - target) / np.where(fall > 0, fall, np.inf)
-        soon = np.clip(np.nan_to_num(ahead / 2, posinf=every), fine, every)
-        return np.where(loss[i] < near * target, soon, every).astype(int)
+    def gap(i: np.ndarray) -> np.ndarray:  # steps to each model's next check
+        return np.where(loss[i] < near * target, fine, every)
 
-    next_check = gap(np.arange(m), 0)
+    next_check = gap(np.arange(m))
     batches = epoch_batches(data.n_train, batch_size, seeds)
     live = np.arange(m)  # models still training, stepped as one ensemble
     work, rows, lr_live = _select(ens, live), torch.from_numpy(live), lr
@@ -483,8 +472,7 @@ def train_to_loss(
             checks[mine] += 1
             diverged[mine] |= is_diverged(loss[mine])
             reached[mine] |= (loss[mine] < target) & ~diverged[mine]
-            next_check[mine] = step + gap(mine, step)
-            last_step[mine], last_loss[mine] = step, loss[mine]
+            next_check[mine] = step + gap(mine)
             done = reached | diverged | (steps >= cap_steps)
             if done[live].any():
                 _write_back(ens, work, live)
