@@ -9,4 +9,4 @@ re-exported here, so the page's ``exp.`` calls keep working meanwhile.
 
 from ._legacy import *  # noqa: F403
 
-SECTIONS = ("noise",)
+SECTIONS = ("noise", "steps", "fixed", "grid", "counter")
