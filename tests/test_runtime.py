@@ -70,6 +70,7 @@ def test_more_of_raises_repetition_counts_only():
 
 
 def _configs():
+    from batchlab import claims
     from batchlab.experiments import (
         batchnorm,
         eigenvalues,
@@ -78,9 +79,7 @@ def _configs():
     )
 
     return [
-        minibatch.NoiseConfig,
-        minibatch.EqualLossConfig,
-        minibatch.EqualStepsConfig,
+        *(section.Config for section in claims.sections(minibatch)),
         normalization.NormalizationConfig,
         batchnorm.BatchNormConfig,
         eigenvalues.EigenvaluesConfig,

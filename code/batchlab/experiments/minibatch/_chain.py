@@ -24,6 +24,8 @@ LINKS = (
     ("keskar", "test_acc", -1, "Keskar → test acc"),
     ("B", "test_acc", -1, "B → test acc"),
 )
+#: Column names of a chain table on the page.
+NAMES = {"expected": "expected sign", "rho": "ρ", "lo": "from", "hi": "to"}
 #: Family-wise level of the intervals of one table (Bonferroni).
 ALPHA = 0.05
 

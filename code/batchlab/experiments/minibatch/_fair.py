@@ -253,3 +253,36 @@ def run_cells(cfg, data: Dataset, cells) -> pd.DataFrame:
     """:func:`train` then :func:`measure`: the tidy frame of a section."""
     runs, models = train(cfg, data, cells)
     return measure(cfg, data, runs, models)
+
+
+#: The measures a summary table shows, in order.
+MEASURES = [
+    "reached",
+    "epochs",
+    "train_loss",
+    "test_acc",
+    "lambda_max",
+    "keskar",
+    "weight_noise",
+    "flips",
+]
+#: Their names in a table.
+NAMES = {
+    "train_loss": "stop loss",
+    "test_acc": "test acc",
+    "lambda_max": "λmax",
+    "keskar": "Keskar %",
+    "weight_noise": "weight-noise rise",
+    "flips": "input flips",
+}
+
+
+def summary(frame: pd.DataFrame, by: list[str]) -> pd.DataFrame:
+    """Means over seeds of :data:`MEASURES` per setting ``by`` (the share
+    of runs that reached the target; the others over those runs)."""
+    done = frame[frame["reached"]]
+    cols = [c for c in MEASURES[1:] if c in frame.columns]
+    means = done.groupby(by)[cols].mean()
+    return means.join(frame.groupby(by)["reached"].mean()).loc[
+        :, ["reached", *cols]
+    ]

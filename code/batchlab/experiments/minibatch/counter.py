@@ -60,14 +60,19 @@ def run(cfg: Config, data: Dataset) -> pd.DataFrame:
     return _fair.train(cfg, data, cells)[0]
 
 
+def summary(frame: pd.DataFrame) -> pd.DataFrame:
+    """Per B: share of runs that reached the target, mean epochs, final
+    training loss and accuracy."""
+    cols = ["reached", "epochs", "train_loss", "train_acc"]
+    return frame.groupby("B")[cols].mean()
+
+
 def facts(frame: pd.DataFrame, cfg: Config) -> dict:
     """Share of runs that reached the target, mean epochs, final training
     loss and accuracy, for the single examples (``ct_b1_``) and their
     peer (``ct_peer_``); ``ln_classes`` is the loss of a uniform guess."""
     small, peer = cfg.batch_sizes[0], cfg.batch_sizes[-1]
-    means = frame.groupby("B")[
-        ["reached", "epochs", "train_loss", "train_acc"]
-    ].mean()
+    means = summary(frame)
     out = dict(
         ct_lr=cfg.lr,
         ct_budget=cfg.budget_epochs,

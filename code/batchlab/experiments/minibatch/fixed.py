@@ -14,6 +14,10 @@ from ...data import Dataset
 from ...runtime import Digits, Longer, Rate, Wider, more_of, pick
 from . import _chain, _fair
 
+#: Column names of the page's tables.
+NAMES = _fair.NAMES
+CHAIN_NAMES = {**_chain.NAMES, "lr": "rate"}
+
 
 @dataclass(frozen=True)
 class Config(_fair.Protocol):
@@ -64,13 +68,19 @@ def run(cfg: Config, data: Dataset) -> pd.DataFrame:
     return _fair.run_cells(cfg, data, cfg.cells)
 
 
+def summary(frame: pd.DataFrame) -> pd.DataFrame:
+    """Means over seeds per rate and B (:func:`_fair.summary`)."""
+    return _fair.summary(frame, ["lr", "B"])
+
+
 def chain(frame: pd.DataFrame, cfg: Config) -> pd.DataFrame:
     """The chain's table at each fixed rate (:func:`_chain.table`)."""
     parts = [
-        _chain.table(frame[frame["lr"] == lr]).assign(rate=lr)
+        _chain.table(frame[frame["lr"] == lr]).assign(lr=lr)
         for lr in cfg.rates
     ]
-    return pd.concat(parts, ignore_index=True)
+    table = pd.concat(parts, ignore_index=True)
+    return table[["lr", *table.columns[:-1]]]
 
 
 def _at_rate(part: pd.DataFrame, cfg: Config, tag: str) -> dict:
@@ -116,6 +126,8 @@ def facts(frame: pd.DataFrame, cfg: Config) -> dict:
     rates at the smallest B; ``fx_short`` is the largest shortfall of a
     cell's mean stopping loss below the target, relative to it."""
     out = dict(
+        fx_b_next=cfg.batch_sizes[1],
+        fx_b_big=cfg.batch_sizes[-1],
         fx_seeds=cfg.seeds,
         fx_reached=float(frame["reached"].mean()),
         fx_budget=cfg.budget_epochs,

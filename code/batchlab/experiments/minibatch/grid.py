@@ -10,14 +10,21 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import ClassVar
 
-import numpy as np
 import pandas as pd
 
-from ... import stats
 from ...claims import Claim
 from ...data import Dataset
 from ...runtime import Digits, Longer, Rate, Wider, more_of, pick
 from . import _chain, _fair
+from ._gridfacts import (  # at_ratios: the page plots those runs
+    at_ratios,  # noqa: F401
+    edge_facts,
+    ratio_facts,
+    shared,
+    shared_facts,
+    tuned,
+    tuned_facts,
+)
 
 GRID = (
     (1, (0.0075, 0.015, 0.03)),
@@ -26,6 +33,18 @@ GRID = (
     (64, (0.24, 0.48, 0.96)),
     (1000, (0.48, 0.96, 1.92, 3.84)),
 )
+
+
+#: Column names of the page's tables.
+NAMES = {**_fair.NAMES, "lr": "rate"}
+CHAIN_NAMES = _chain.NAMES
+EDGE_NAMES = {
+    "lambda_max": "λmax",
+    "edge": "λmax · rate / 2",
+    "weight_noise": "weight-noise rise",
+    "train_acc": "train acc",
+    "test_acc": "test acc",
+}
 
 
 def _times(grid, factor: float) -> tuple:
@@ -90,151 +109,55 @@ def run(cfg: Config, data: Dataset) -> pd.DataFrame:
     return _fair.run_cells(cfg, data, cfg.grid)
 
 
-def tuned(frame: pd.DataFrame) -> pd.DataFrame:
-    """Per B, the runs at the rate whose runs all reached the target with
-    the best mean held-out accuracy (B without such a rate are left
-    out)."""
-    ok = frame.groupby(["B", "lr"]).filter(lambda g: g["reached"].all())
-    best = ok.groupby(["B", "lr"])["val_acc"].mean().groupby("B").idxmax()
-    keys = set(best.tolist())
-    return frame[[k in keys for k in zip(frame["B"], frame["lr"])]]
-
-
-def shared(frame: pd.DataFrame, cfg: Config) -> pd.DataFrame:
-    """The runs at ``cfg.shared_lr`` (every B whose grid holds it)."""
-    return frame[np.isclose(frame["lr"], cfg.shared_lr)]
-
-
-def at_ratios(frame: pd.DataFrame, cfg: Config) -> pd.DataFrame:
-    """The runs of ``cfg.ratio_batches`` whose eta/B is one of
-    ``cfg.ratios``, with a ``ratio`` column (the ratio as listed)."""
-    part = frame[frame["B"].isin(cfg.ratio_batches)]
-    ratio = pd.Series(np.nan, index=part.index)
-    for r in cfg.ratios:
-        ratio[np.isclose(part["lr_over_B"], r)] = r
-    return part.assign(ratio=ratio).dropna(subset=["ratio"])
-
-
-def _tuned_facts(frame: pd.DataFrame, cfg: Config) -> dict:
-    tu = tuned(frame)
-    means = tu.groupby("B")[["lr", "test_acc"]].mean()
-    grid = dict(cfg.grid)
-    edge = sum(
-        means.loc[b, "lr"] in (min(grid[b]), max(grid[b])) for b in means.index
-    )
-    out = dict(
-        tu_n_b=len(means),
-        tu_rates=", ".join(f"{lr:g}" for lr in means["lr"]),
-        tu_lo=means["test_acc"].min(),
-        tu_hi=means["test_acc"].max(),
-        tu_best_b=int(means["test_acc"].idxmax()),
-        tu_worst_b=int(means["test_acc"].idxmin()),
-        tu_n_edge=int(edge),
-    )
-    got = _chain.points(
-        tu, "test_acc", "B", out["tu_worst_b"], out["tu_best_b"]
-    )
-    out.update({f"tu_gap_{k}": v for k, v in got.items()})
-    for x, y, sign, short in (
-        ("B", "test_acc", -1, "b_acc"),
-        ("B", "lambda_max", 1, "b_lam"),
-        ("B", "keskar", 1, "b_kes"),
-    ):
-        got = _chain.link_interval(tu, x, y, 1 - _chain.ALPHA / 3)
-        out[f"tu_{short}_rho"] = got.estimate
-        out[f"tu_{short}_lo"] = got.lo
-        out[f"tu_{short}_hi"] = got.hi
-        out[f"tu_{short}_v"] = stats.verdict(got, sign)
-    return out
-
-
-def _shared_facts(frame: pd.DataFrame, cfg: Config) -> dict:
-    part = shared(frame, cfg)
-    small, big = part["B"].min(), part["B"].max()
-    lam = _chain.log_ratio(part, "lambda_max", "B", small, big)
-    acc = _chain.points(part, "test_acc", "B", small, big)
-    table = _chain.table(part).set_index("link")["verdict"]
-    return dict(
-        sh_lr=cfg.shared_lr,
-        sh_b_lo=int(small),
-        sh_reached=float(part["reached"].mean()),
-        sh_lam_ratio=lam[0],
-        sh_lam_ratio_lo=lam[1],
-        sh_lam_ratio_hi=lam[2],
-        **{f"sh_acc_{k}": v for k, v in acc.items()},
-        sh_v_b_lam=table["B → λmax"],
-        sh_v_lam_acc=table["λmax → test acc"],
-        sh_v_b_acc=table["B → test acc"],
-        sh_n_supports=int((table == "supports").sum()),
+def rates(cfg: Config) -> pd.DataFrame:
+    """The grid as a table: each B with its rates and their eta/B."""
+    return pd.DataFrame(
+        [
+            dict(
+                B=b,
+                rates=", ".join(f"{lr:g}" for lr in r),
+                eta_over_B=", ".join(f"{lr / b:.3g}" for lr in r),
+            )
+            for b, r in cfg.grid
+        ]
     )
 
 
-def _ratio_facts(frame: pd.DataFrame, cfg: Config) -> dict:
-    part = at_ratios(frame[frame["reached"]], cfg)
-    blocks = part.assign(block=list(zip(part["ratio"], part["seed"])))
-    out = dict(sc_n=len(part), sc_cells=part.groupby(["B", "lr"]).ngroups)
-    level = 1 - _chain.ALPHA / 3
-    for x, y, sign, short in (
-        ("lambda_max", "test_acc", -1, "lam_acc"),
-        ("B", "test_acc", -1, "b_acc"),
-        ("B", "lambda_max", 1, "b_lam"),
-    ):
-        rho = _chain.within(blocks, x, y, "block")
-        per_seed = rho.groupby([k[1] for k in rho.index]).mean()
-        got = stats.interval(per_seed.to_numpy(), level=level)
-        out[f"sc_{short}_rho"] = got.estimate
-        out[f"sc_{short}_lo"] = got.lo
-        out[f"sc_{short}_hi"] = got.hi
-        out[f"sc_{short}_v"] = stats.verdict(got, sign)
-    cells = part.assign(
-        cell=part["B"].astype(str) + "@" + part["lr"].astype(str)
+def arms(frame: pd.DataFrame, cfg: Config) -> pd.DataFrame:
+    """The tuned runs and those at the shared rate, with an ``arm``
+    column (``tuned`` or ``fixed <rate>``)."""
+    return pd.concat(
+        [
+            tuned(frame).assign(arm="tuned"),
+            shared(frame, cfg).assign(arm=f"fixed {cfg.shared_lr:g}"),
+        ],
+        ignore_index=True,
     )
-    trend = stats.blocked_trend(cells, "lambda_max", "test_acc", "cell")
-    out.update(sc_cell_rho=trend.rho, sc_cell_p=trend.p)
-    acc = part.groupby(["ratio", "seed"])["test_acc"].mean().reset_index()
-    hi, mid = cfg.ratios[-1], cfg.ratios[-2]
-    got = _chain.points(acc, "test_acc", "ratio", mid, hi)
-    out.update({f"sc_top_{k}": v for k, v in got.items()})
-    fits = [_fit(g) for _, g in part.groupby("seed")]
-    for i, name in enumerate(("sc_a", "sc_b")):
-        got = stats.interval([f[i] for f in fits])
-        out.update({name: got.estimate, f"{name}_lo": got.lo})
-        out[f"{name}_hi"] = got.hi
-    return out
 
 
-def _fit(part: pd.DataFrame) -> tuple[float, float]:
-    """``(a, b)`` of ``log lambda = c + a log(eta/B) + b log B``."""
-    design = np.column_stack(
-        [np.ones(len(part)), np.log(part["ratio"]), np.log(part["B"])]
-    )
-    coef = np.linalg.lstsq(design, np.log(part["lambda_max"]), rcond=None)
-    return float(coef[0][1]), float(coef[0][2])
+def summary(frame: pd.DataFrame, cfg: Config) -> pd.DataFrame:
+    """Means over seeds per arm and B (:func:`_fair.summary`) with the
+    rate of each tuned cell."""
+    return _fair.summary(arms(frame, cfg), ["arm", "B", "lr"])
 
 
-def _edge_facts(frame: pd.DataFrame, cfg: Config) -> dict:
-    full = frame[(frame["B"] == cfg.n_train) & frame["reached"]]
+def chain(frame: pd.DataFrame, cfg: Config) -> pd.DataFrame:
+    """The chain's table (:func:`_chain.table`) in each arm."""
+    parts = [
+        _chain.table(part).assign(arm=arm)
+        for arm, part in arms(frame, cfg).groupby("arm", sort=False)
+    ]
+    table = pd.concat(parts, ignore_index=True)
+    return table[["arm", *table.columns[:-1]]]
+
+
+def edge(frame: pd.DataFrame, cfg: Config) -> pd.DataFrame:
+    """Full-batch runs per rate: means of the top eigenvalue, of its
+    ratio to the stability limit 2/eta, and of the other measures."""
+    full = frame[frame["B"] == cfg.n_train]
     full = full.assign(edge=full["lambda_max"] * full["lr"] / 2)
-    rates = sorted(full["lr"].unique())
-    per = full.groupby("lr")[["edge", "test_acc", "train_acc"]].mean()
-    top, below = rates[-1], rates[-2]
-    lam = _chain.log_ratio(full, "lambda_max", "lr", below, top)
-    noise = _chain.log_ratio(full, "weight_noise", "lr", below, top)
-    acc = _chain.points(full, "test_acc", "lr", below, top)
-    return dict(
-        eos_reached=float(frame[frame["B"] == cfg.n_train]["reached"].mean()),
-        eos_lo=per.loc[rates[:-1], "edge"].min(),
-        eos_hi=per.loc[rates[:-1], "edge"].max(),
-        eos_top=top,
-        eos_below=below,
-        eos_top_edge=per.loc[top, "edge"],
-        eos_top_train=per.loc[top, "train_acc"],
-        eos_lam_ratio=lam[0],
-        eos_lam_ratio_hi=lam[2],
-        eos_noise_ratio=noise[0],
-        eos_noise_ratio_lo=noise[1],
-        **{f"eos_acc_{k}": v for k, v in acc.items()},
-    )
+    cols = ["lambda_max", "edge", "weight_noise", "train_acc", "test_acc"]
+    return full[full["reached"]].groupby("lr")[cols].mean()
 
 
 def facts(frame: pd.DataFrame, cfg: Config) -> dict:
@@ -242,13 +165,14 @@ def facts(frame: pd.DataFrame, cfg: Config) -> dict:
     fixed (``sc_``) and the full batch's edge of stability (``eos_``)."""
     stop = frame[frame["reached"]].groupby(["B", "lr"])["train_loss"].mean()
     out = dict(
+        g_n_train=cfg.n_train,
         g_seeds=cfg.seeds,
         g_reached=float(frame["reached"].mean()),
         g_short=float((1 - stop / cfg.target).max()),
         g_budget_epochs=cfg.budget_epochs,
         g_budget_steps=cfg.budget_steps,
     )
-    for part in (_tuned_facts, _shared_facts, _ratio_facts, _edge_facts):
+    for part in (tuned_facts, shared_facts, ratio_facts, edge_facts):
         out.update(part(frame, cfg))
     return out
 
