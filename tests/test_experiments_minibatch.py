@@ -43,7 +43,7 @@ def test_every_section_has_configs_variants_and_claims(section):
 def test_fair_test_configs_share_one_protocol():
     for section in (fixed, minibatch.grid, minibatch.counter):
         cfg = section.Config.for_scale("book")
-        assert isinstance(cfg, _fair.Protocol) and cfg.seeds == 8
+        assert isinstance(cfg, _fair.Protocol) and cfg.seeds >= 6
         assert cfg.target == cfg.target_loss
         longer = variants_of(cfg)["longer"]
         assert longer.target == pytest.approx(cfg.target / 3)

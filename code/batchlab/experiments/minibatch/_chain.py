@@ -78,23 +78,41 @@ def table(frame: pd.DataFrame, links=LINKS, block: str = "seed"):
     return pd.DataFrame(rows)
 
 
+def both(frame: pd.DataFrame, value: str, by: str, a, b) -> pd.DataFrame:
+    """The rows of settings ``a`` and ``b`` of the seeds that have a value
+    in both (a run that missed the target has none): the pairs."""
+    part = frame[frame[by].isin([a, b]) & frame[value].notna()]
+    count = part.groupby("seed")[by].nunique()
+    return part[part["seed"].isin(count.index[count == 2])]
+
+
+def _paired(frame: pd.DataFrame, value: str, by: str, a, b):
+    pairs = both(frame, value, by, a, b)
+    if pairs["seed"].nunique() < 2:
+        nan = float("nan")
+        return stats.Interval(nan, nan, nan, 0.95, 0), pd.Series(dtype=float)
+    got = stats.paired(pairs, value, by, a, b)
+    return got, stats.pairs(pairs, value, by, a, b)
+
+
 def log_ratio(frame: pd.DataFrame, value: str, by: str, a, b):
     """Per-seed ratio ``value[b] / value[a]`` as an interval of its log
-    (t over seeds), returned as ``(ratio, lo, hi)`` on the ratio scale."""
-    logged = frame.assign(_log=np.log(frame[value]))
-    got = stats.paired(logged, "_log", by, a, b)
+    (t over the seeds with both runs), returned as ``(ratio, lo, hi)`` on
+    the ratio scale (NaN with fewer than two pairs)."""
+    got, _ = _paired(frame.assign(_log=np.log(frame[value])), "_log", by, a, b)
     return np.exp(got.estimate), np.exp(got.lo), np.exp(got.hi)
 
 
 def points(frame: pd.DataFrame, value: str, by: str, a, b) -> dict:
     """The per-seed difference ``value[b] - value[a]`` in points (x 100)
-    with its t interval and verdict on "b is larger":
-    ``dict(diff, lo, hi, verdict)``."""
-    got = stats.paired(frame.assign(_p=100 * frame[value]), "_p", by, a, b)
+    over the seeds with both runs, with its t interval, its verdict on
+    "b is larger" and the number of seeds in which b is larger:
+    ``dict(diff, lo, hi, verdict, wins)``."""
+    got, diff = _paired(frame.assign(_p=100 * frame[value]), "_p", by, a, b)
     return dict(
         diff=got.estimate,
         lo=got.lo,
         hi=got.hi,
         verdict=stats.verdict(got, 1),
-        wins=int((stats.pairs(frame, value, by, a, b) > 0).sum()),
+        wins=int((diff > 0).sum()),
     )

@@ -137,8 +137,9 @@ def _fit(part: pd.DataFrame) -> tuple[float, float]:
 def edge_facts(frame: pd.DataFrame, cfg) -> dict:
     full = frame[(frame["B"] == cfg.n_train) & frame["reached"]]
     full = full.assign(edge=full["lambda_max"] * full["lr"] / 2)
-    rates = sorted(full["lr"].unique())
+    rates = sorted(dict(cfg.grid)[cfg.n_train])
     per = full.groupby("lr")[["edge", "test_acc", "train_acc"]].mean()
+    per = per.reindex(rates)  # NaN where no run reached the target
     top, below = rates[-1], rates[-2]
     lam = _chain.log_ratio(full, "lambda_max", "lr", below, top)
     noise = _chain.log_ratio(full, "weight_noise", "lr", below, top)

@@ -91,9 +91,19 @@ CLAIMS = [
         "mb-counter-b1-fails",
         "finding",
         "at the rate 0.06, no single-example run reaches the target within "
-        "the budget, while every run with B = 4 does",
-        lambda f: f["ct_b1_reached"] == 0 and f["ct_peer_reached"] == 1,
-        where=("longer", "wider", "rate", "digits"),
-        measure=("ct_b1_reached", "ct_peer_reached", "ct_b1_train_acc"),
+        "the budget, and their mean training loss stays above 1, while "
+        "every run with B = 4 reaches it",
+        lambda f: (
+            f["ct_b1_reached"] == 0
+            and f["ct_b1_train_loss"] > 1
+            and f["ct_peer_reached"] == 1
+        ),
+        where=("longer", "wider", "rate"),
+        measure=(
+            "ct_b1_reached",
+            "ct_peer_reached",
+            "ct_b1_train_loss",
+            "ct_b1_train_acc",
+        ),
     ),
 ]

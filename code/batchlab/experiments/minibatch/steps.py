@@ -27,7 +27,7 @@ class Config:
     batch_sizes: tuple[int, ...] = (1, 4, 16, 64, 256, 1000)  # B values
     lrs: tuple[float, ...] = (0.03, 0.12, 0.48)  # rates, each at every B
     steps: int = 200  # updates per run
-    seeds: int = 4  # runs per (B, rate), seeds shared by every cell
+    seeds: int = 3  # runs per (B, rate), seeds shared by every cell
     tol: float = 0.1  # saturated: within tol of the full batch's progress
     dataset: str = "mnist1d"  # batchlab.data.load name
 
@@ -52,7 +52,7 @@ class Config:
             steps=40,
             seeds=2,
         )
-        full = more_of(book, seeds=10)
+        full = more_of(book, seeds=8)
         return pick(scale, quick=quick, book=book, full=full)
 
 
