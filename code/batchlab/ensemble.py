@@ -30,7 +30,7 @@ from .train import (
 )
 
 _ACTS = {
-    "tanh": (torch.tanh, lambda h: 1 - h * h),
+    "tanh": (torch.tanh, lambda h: torch.rsub(h * h, 1)),
     "relu": (torch.relu, lambda h: (h > 0).to(h.dtype)),
 }
 
@@ -168,17 +168,18 @@ class EnsembleMLP:
                 h = act(h)
             hs.append(h)
         logp = torch.log_softmax(h, dim=-1)
-        loss = -logp.gather(-1, y[..., None]).squeeze(-1).mean(1)
-        g = logp.exp()
-        g.scatter_add_(-1, y[..., None], -torch.ones_like(g[..., :1]))
-        g = g * (lr / x.shape[1]).view(-1, 1, 1)  # rate x d loss / d logits
+        target = y.unsqueeze(-1)
+        logp_y = logp.gather(-1, target)  # (m, B, 1)
+        g = logp.exp()  # softmax; minus one at the label:
+        g.scatter_(-1, target, logp_y.exp().sub_(1))
+        g.mul_((lr / x.shape[1]).view(-1, 1, 1))  # rate x d loss / d logits
         for k in range(last, -1, -1):
             below = g
             if k > 0:
-                g = torch.bmm(g, self.W[k].transpose(1, 2)) * dact(hs[k])
+                g = torch.bmm(g, self.W[k].transpose(1, 2)).mul_(dact(hs[k]))
             self.W[k].baddbmm_(hs[k].transpose(1, 2), below, alpha=-1)
             self.b[k].sub_(below.sum(1, keepdim=True))
-        return loss
+        return logp_y.mean((1, 2)).neg_()
 
 
 def _ensemble_metrics(ens: EnsembleMLP, x, y) -> tuple[np.ndarray, ...]:

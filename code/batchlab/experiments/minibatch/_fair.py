@@ -31,6 +31,12 @@ from ...runtime import seed_set
 NOISE = 7
 #: Runs and measures remembered per process (a run's weights are small).
 MEMORY = 2000
+#: Most hidden activations (models x B x widest hidden layer) one stack of
+#: models holds in a step: beyond a few hundred thousand floats they leave
+#: the CPU's cache and a step costs up to twice as much per model, so
+#: large batches train in smaller stacks (a run's result does not depend
+#: on its stack mates).
+STACK_FLOATS = 300_000
 _runs: OrderedDict = OrderedDict()
 _measures: OrderedDict = OrderedDict()
 
@@ -138,6 +144,12 @@ def _known(context, b: int, lr: float, seed: int, cap: int):
     return None
 
 
+def stack_size(batch_size: int, sizes: tuple[int, ...]) -> int:
+    """Models per stack at ``batch_size`` for an MLP of layer widths
+    ``sizes``: as many as :data:`STACK_FLOATS` allows, at least one."""
+    return max(1, STACK_FLOATS // (batch_size * max(sizes[1:-1])))
+
+
 def _train_stack(cfg, sets, b: int, keys, cap: int, context) -> None:
     train_set, val = sets
     ens = EnsembleMLP.from_models([mlp(cfg.sizes, seed=s) for _, s in keys])
@@ -191,8 +203,9 @@ def train(cfg, data: Dataset, cells) -> tuple[pd.DataFrame, dict]:
         cap = budget(cfg, b)
         keys = [(lr, s) for lr in rates for s in range(cfg.seeds)]
         todo = [k for k in keys if _known(context, b, *k, cap) is None]
-        if todo:
-            _train_stack(cfg, sets, b, todo, cap, context)
+        size = stack_size(b, cfg.sizes)
+        for i in range(0, len(todo), size):
+            _train_stack(cfg, sets, b, todo[i : i + size], cap, context)
         for lr, seed in keys:
             row, net = _known(context, b, lr, seed, cap)
             rows.append({**row, "budget": cap})

@@ -15,7 +15,7 @@ from ...data import Dataset
 from ...ensemble import EnsembleMLP, train_ensemble
 from ...models import mlp
 from ...runtime import Digits, Longer, Rate, Wider, more_of, pick
-from ._fair import split
+from ._fair import split, stack_size
 
 
 @dataclass(frozen=True)
@@ -58,40 +58,45 @@ class Config:
 
 def run(cfg: Config, data: Dataset) -> pd.DataFrame:
     """Train every (B, rate, seed) for ``cfg.steps`` steps on the first
-    ``cfg.n_train`` examples, one stack per B (a run that diverged is
-    recorded with a missing loss).
+    ``cfg.n_train`` examples, in stacks of models sharing B
+    (:func:`._fair.stack_size`; a run that diverged is recorded with a
+    missing loss).
 
     Returns:
         One row per run: ``B``, ``lr``, ``seed``, ``init_loss``,
         ``train_loss``.
     """
     train, _ = split(data, cfg.n_train, 0)
+    keys = [(lr, s) for lr in cfg.lrs for s in range(cfg.seeds)]
     rows = []
     for b in cfg.batch_sizes:
-        keys = [(lr, s) for lr in cfg.lrs for s in range(cfg.seeds)]
-        ens = EnsembleMLP.from_models(
-            [mlp(cfg.sizes, seed=s) for _, s in keys]
-        )
-        hist = train_ensemble(
-            ens,
-            train,
-            b,
-            [lr for lr, _ in keys],
-            cfg.steps,
-            [s for _, s in keys],
-            on_divergence="record",
-        )
-        for i, (lr, seed) in enumerate(keys):
-            rows.append(
-                dict(
-                    B=b,
-                    lr=lr,
-                    seed=seed,
-                    init_loss=hist.train_loss[i, 0],
-                    train_loss=hist.train_loss[i, -1],
-                )
-            )
+        size = stack_size(b, cfg.sizes)
+        for i in range(0, len(keys), size):
+            rows += _train_stack(cfg, train, b, keys[i : i + size])
     return pd.DataFrame(rows)
+
+
+def _train_stack(cfg: Config, train: Dataset, b: int, keys) -> list[dict]:
+    ens = EnsembleMLP.from_models([mlp(cfg.sizes, seed=s) for _, s in keys])
+    hist = train_ensemble(
+        ens,
+        train,
+        b,
+        [lr for lr, _ in keys],
+        cfg.steps,
+        [s for _, s in keys],
+        on_divergence="record",
+    )
+    return [
+        dict(
+            B=b,
+            lr=lr,
+            seed=seed,
+            init_loss=hist.train_loss[i, 0],
+            train_loss=hist.train_loss[i, -1],
+        )
+        for i, (lr, seed) in enumerate(keys)
+    ]
 
 
 def saturation(frame: pd.DataFrame, tol: float) -> pd.Series:
