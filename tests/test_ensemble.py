@@ -107,21 +107,41 @@ def test_train_to_loss_stops_at_the_first_check_below_target(small):
 
 
 def test_train_to_loss_checks_every_near_step_close_to_target(small):
-    seeds, lrs, b = [0, 1], [0.2, 0.1], 8
+    """Close to the target a run is checked every near step, so it stops
+    at the first step below it; without finer checks, at the next coarse
+    check; and when the minibatch losses stand in for the full loss far
+    from the target, it stops at the same step after far fewer checks."""
+    seeds, lrs, b = [0, 1], [0.5, 0.3], small.n_train  # full batch: smooth
     nets = [models.mlp([40, 16, 10], seed=s) for s in seeds]
     ref = ensemble.EnsembleMLP.from_models(nets)
-    hist = ensemble.train_ensemble(ref, small, b, lrs, 120, seeds, 1)
-    target = float(hist.train_loss[:, -1].max()) + 0.02
-    first = [np.flatnonzero(row < target)[0] for row in hist.train_loss]
-    for near, steps, want in [
-        (1e6, 1, [hist.step[k] for k in first]),
-        (1.0, 1, [-(-hist.step[k] // 40) * 40 for k in first]),
+    hist = ensemble.train_ensemble(ref, small, b, lrs, 400, seeds, 1)
+    target = float(hist.train_loss[:, 250].max())
+    first = [int(np.flatnonzero(row < target)[0]) for row in hist.train_loss]
+    checks = []
+    for near, steps, estimate, want in [
+        (1e6, 1, False, first),
+        (1.0, 1, False, [-(-k // 40) * 40 for k in first]),
+        (2.0, 1, False, first),
+        (2.0, 1, True, first),
     ]:
         ens = ensemble.EnsembleMLP.from_models(nets)
         run = ensemble.train_to_loss(
-            ens, small, b, lrs, target, 120 * b, seeds, 40 * b, near, steps
+            ens,
+            small,
+            b,
+            lrs,
+            target,
+            400 * b,
+            seeds,
+            40 * b,
+            near,
+            steps,
+            estimate,
         )
         assert run.reached.all() and run.steps.tolist() == want
+        checks.append(run.checks)
+    assert checks[1].tolist() == [-(-k // 40) + 1 for k in first]
+    assert (checks[3] < checks[2]).all()
     with pytest.raises(ValueError, match="near"):
         ensemble.train_to_loss(
             ens, small, b, lrs, target, 120 * b, seeds, 8, 0.5, 1
@@ -157,3 +177,42 @@ def test_train_to_loss_records_divergence_and_rejects_bad_input(small):
         ensemble.train_to_loss(ens, small, 8, [0.1, 0.1], 0.0, 80, [0, 1], 8)
     with pytest.raises(ValueError, match="one learning rate"):
         ensemble.train_to_loss(ens, small, 8, [0.1], 0.1, 80, [0, 1], 8)
+
+
+@pytest.mark.parametrize("estimate", [False, True])
+def test_train_to_loss_result_does_not_depend_on_stack_mates(small, estimate):
+    """A run stops where it would alone, after as many checks: they
+    follow its own loss, not the losses of the other runs in its stack,
+    some faster, some stopped early by their budget."""
+    seed, b, lr, target = 0, 4, 0.05, 1.45
+    mates = [(0.4, 1, 900), (0.2, 2, 100), (0.05, 3, 150), (0.4, 4, 900)]
+
+    def train(runs):
+        nets = [models.mlp([40, 16, 10], seed=s) for _, s, _ in runs]
+        ens = ensemble.EnsembleMLP.from_models(nets)
+        run = ensemble.train_to_loss(
+            ens,
+            small,
+            b,
+            [r for r, _, _ in runs],
+            target,
+            [cap * b for _, _, cap in runs],
+            [s for _, s, _ in runs],
+            37 * b,
+            near=1.1,
+            near_steps=3,
+            estimate_far=estimate,
+        )
+        return run, ens
+
+    alone, ens_alone = train([(lr, seed, 900)])
+    stacked, ens_stacked = train([*mates, (lr, seed, 900)])  # it comes last
+    assert alone.reached[0] and stacked.reached[[0, 3]].all()
+    assert stacked.steps[:-1].max() < alone.steps[0]  # the mates end first
+    assert stacked.steps[-1] == alone.steps[0]
+    assert stacked.checks[-1] == alone.checks[0]
+    assert np.isclose(stacked.train_loss[-1], alone.train_loss[0], rtol=1e-5)
+    for a, c in zip(
+        ens_stacked.member(4).parameters(), ens_alone.member(0).parameters()
+    ):
+        assert torch.allclose(a, c, atol=1e-6)

@@ -1,11 +1,21 @@
+"""The minibatch chapter's fair-test machinery (_fair, _chain): runs
+trained to one loss and remembered across sections, their measures, and
+the chain's statistics paired by seed; and every section's
+configuration and variants."""
+
+import dataclasses
+
 import numpy as np
 import pandas as pd
 import pytest
 import torch
+import torch.nn.functional as F
+from scipy.stats import spearmanr
 
-from batchlab import data, models
-from batchlab.experiments import minibatch as exp
-from batchlab.runtime import Scale
+from batchlab import claims, data, landscape, stats
+from batchlab.experiments import minibatch
+from batchlab.experiments.minibatch import _chain, _fair, fixed
+from batchlab.runtime import Scale, variants_of
 
 
 @pytest.fixture(scope="module")
@@ -13,168 +23,238 @@ def mnist():
     return data.mnist1d(num_samples=600)
 
 
-def test_configs_for_every_scale():
+@pytest.mark.parametrize("section", claims.sections(minibatch))
+def test_every_section_has_configs_variants_and_claims(section):
     for scale in Scale:
-        k = exp.EqualLossConfig.for_scale(scale)
-        assert k.batch_sizes[-1] == k.n_train  # the last B is full batch
-        assert list(k.batch_sizes) == sorted(k.batch_sizes)
-        assert all(k.fixed_lr in k.rates(b) for b in k.batch_sizes)
-        s = exp.EqualStepsConfig.for_scale(scale)
-        assert s.batch_sizes[-1] == s.n_train
-        assert list(s.batch_sizes) == sorted(set(s.batch_sizes))
-        n = exp.NoiseConfig.for_scale(scale)
-        assert list(n.batch_sizes) == sorted(set(n.batch_sizes))
-    k = exp.EqualLossConfig.for_scale("book")
-    assert k.budget(1, k.fixed_lr) == k.fixed_epochs * k.n_train
-    assert k.budget(k.n_train, 1.92) == k.grid_steps * k.n_train
-    with pytest.raises(ValueError, match="grid"):
-        k.rates(3)
+        cfg = section.Config.for_scale(scale)
+        assert dataclasses.is_dataclass(cfg)
+    book = section.Config.for_scale("book")
+    found = variants_of(book)
+    assert list(found) == ["longer", "wider", "rate", "digits"]
+    assert found["digits"].dataset == "digits"
+    assert section.CLAIMS and all(
+        c.id.startswith("mb-") for c in section.CLAIMS
+    )
+    for claim in section.CLAIMS:
+        if claim.kind == "finding":
+            assert claim.where, f"{claim.id} names no variant"
+
+
+def test_fair_test_configs_share_one_protocol():
+    for section in (fixed, minibatch.grid, minibatch.counter):
+        cfg = section.Config.for_scale("book")
+        assert isinstance(cfg, _fair.Protocol) and cfg.seeds >= 6
+        assert cfg.target == cfg.target_loss
+        longer = variants_of(cfg)["longer"]
+        assert longer.target == pytest.approx(cfg.target / 3)
+        digits = variants_of(cfg)["digits"]
+        assert digits.n_train + digits.n_val <= 1438  # the digits' train
+    grid = minibatch.grid.Config.for_scale("book")
+    assert grid.grid[-1][0] == grid.n_train  # the last B is the full batch
+    assert [b for b, _ in grid.grid] == sorted(b for b, _ in grid.grid)
+    assert sum(grid.shared_lr in r for _, r in grid.grid) >= 3
+    for b in grid.ratio_batches:  # every eta/B is a rate of every B
+        rates = dict(grid.grid)[b]
+        assert all(np.isclose(rates, r * b).any() for r in grid.ratios)
 
 
 def test_split_keeps_train_val_and_test_apart(mnist):
-    train, val = exp.split(mnist, 100, 50)
+    train, val = _fair.split(mnist, 100, 50)
     assert torch.equal(train.x_train, mnist.x_train[:100])
+    assert torch.equal(val.x_train, mnist.x_train[:100])
     assert torch.equal(val.x_test, mnist.x_train[100:150])
     assert torch.equal(train.x_test, mnist.x_test)
     with pytest.raises(ValueError, match="exceeds"):
-        exp.split(mnist, 400, 100)
+        _fair.split(mnist, 400, 100)
 
 
-@pytest.fixture(scope="module")
-def fair(mnist):
-    cfg = exp.EqualLossConfig.for_scale("quick")
-    cfg = exp.replace(cfg, n_train=100, n_val=50, seeds=2, grid_steps=30)
-    cfg = exp.replace(cfg, grid=((1, (0.015, 0.03)), (100, (0.96, 1.92))))
-    runs, nets = exp.equal_loss_runs(cfg, mnist)
-    return cfg, runs, nets
+def test_budget_is_the_same_for_every_rate_of_a_batch_size():
+    cfg = minibatch.grid.Config.for_scale("book")
+    assert _fair.budget(cfg, 1) == cfg.budget_epochs * cfg.n_train
+    assert _fair.budget(cfg, cfg.n_train) == cfg.budget_steps * cfg.n_train
 
 
-def test_equal_loss_runs_bookkeeping(fair):
-    cfg, runs, nets = fair
-    want = cfg.seeds * sum(len(cfg.rates(b)) for b in cfg.batch_sizes)
-    assert len(runs) == len(nets) == want == 10
-    assert set(nets) == set(runs[["B", "lr", "seed"]].itertuples(False))
-    reached = runs[runs["reached"]]
-    assert (reached["train_loss"] < cfg.target_loss).all()
-    assert (
-        runs["epochs"]
-        <= runs.apply(lambda r: cfg.budget(r.B, r.lr), axis=1) / cfg.n_train
-    ).all()
+@dataclasses.dataclass(frozen=True)
+class Tiny(_fair.Protocol):
+    budget_epochs: float = 40
+    budget_steps: int = 60
+
+
+TINY = Tiny(
+    sizes=(40, 16, 10),
+    n_train=100,
+    n_val=50,
+    seeds=2,
+    target_loss=0.6,
+    near_examples=10,
+)
+
+
+@pytest.fixture
+def fresh(monkeypatch):
+    monkeypatch.setattr(_fair, "_runs", type(_fair._runs)())
+    monkeypatch.setattr(_fair, "_measures", type(_fair._measures)())
+
+
+def test_train_rows_and_models_agree(mnist, fresh):
+    cells = ((1, (0.05,)), (100, (0.5, 1.0)))
+    runs, models = _fair.train(TINY, mnist, cells)
+    assert len(runs) == len(models) == 2 * 3
+    assert set(models) == set(runs[["B", "lr", "seed"]].itertuples(False))
+    done = runs[runs["reached"]]
+    assert (done["train_loss"] < TINY.target).all() and len(done)
+    assert (runs["examples"] <= runs["budget"]).all()
     np.testing.assert_allclose(runs["lr_over_B"], runs["lr"] / runs["B"])
+    train, val = _fair.split(mnist, 100, 50)
+    for r in runs.itertuples():
+        net = models[(r.B, r.lr, r.seed)]
+        with torch.no_grad():
+            loss = F.cross_entropy(net(train.x_train), train.y_train)
+            acc = (net(val.x_test).argmax(1) == val.y_test).float().mean()
+        if r.reached:
+            assert float(loss) == pytest.approx(r.train_loss, rel=1e-4)
+        assert float(acc) == pytest.approx(r.val_acc)
 
 
-def test_arms_pick_fixed_rate_and_best_heldout_rate(fair):
-    cfg, runs, _ = fair
-    fake = runs.assign(reached=True, val_acc=runs["lr"] * runs["B"])
-    picked = exp.arms(fake, cfg)
-    assert (picked[picked["arm"] == "fixed"]["lr"] == cfg.fixed_lr).all()
-    tuned = picked[picked["arm"] == "tuned"].groupby("B")["lr"].first()
-    assert tuned.to_dict() == {1: 0.03, 100: 1.92}
-    fake.loc[fake["lr"] == 1.92, "reached"] = False
-    tuned = exp.arms(fake, cfg).query("arm == 'tuned'")
-    assert set(tuned[tuned["B"] == 100]["lr"]) == {0.96}
-
-
-def test_chain_links_are_spearman_correlations():
-    gen = np.random.default_rng(0)
-    frame = pd.DataFrame(
-        {
-            c: gen.normal(size=12)
-            for c in [
-                "B",
-                "lambda_max",
-                "keskar",
-                "weight_noise",
-                "noisy_acc",
-                "test_acc",
-            ]
-        }
-    ).assign(arm="tuned", reached=True)
-    frame["lambda_max"] = frame["B"] ** 3  # a monotone link: rho = 1
-    links = exp.verdicts(exp.chain_links(frame)).set_index("link")
-    assert np.isclose(links.loc["batch size -> top eigenvalue", "rho"], 1)
-    assert links.loc["batch size -> top eigenvalue", "verdict"] == "supports"
-    want = frame["keskar"].rank().corr(frame["test_acc"].rank())
-    got = (
-        exp.chain_links(frame.assign(lambda_max=frame["keskar"]))
-        .set_index("link")
-        .loc["top eigenvalue -> test accuracy", "rho"]
+def test_train_remembers_runs_across_sections_but_not_data(mnist, fresh):
+    """A cell trained by one section is reused by the next (a run does
+    not depend on its stack mates); other data, another seed set or
+    another budget for a run that missed the target train again."""
+    first, nets = _fair.train(TINY, mnist, ((4, (0.05,)),))
+    again, nets2 = _fair.train(TINY, mnist, ((4, (0.05, 0.1)),))
+    assert all(nets[k] is nets2[k] for k in nets)
+    pd.testing.assert_frame_equal(
+        first, again[again["lr"] == 0.05].reset_index(drop=True)
     )
-    assert np.isclose(got, want)
+    alone, _ = _fair.train(TINY, mnist, ((4, (0.1,)),))
+    pd.testing.assert_frame_equal(
+        alone, again[again["lr"] == 0.1].reset_index(drop=True)
+    )
+    other = data.mnist1d(num_samples=600, seed=7)
+    _, nets3 = _fair.train(TINY, other, ((4, (0.05,)),))
+    assert all(nets3[k] is not nets[k] for k in nets)
+    short = dataclasses.replace(TINY, budget_epochs=1, budget_steps=1)
+    cut, nets4 = _fair.train(short, mnist, ((4, (0.05,)),))
+    assert not cut["reached"].any() and (cut["examples"] == 100).all()
+    assert all(nets4[k] is not nets[k] for k in nets)
 
 
-def test_holm_adjusts_by_hand_and_verdicts_use_it():
-    p = np.array([0.04, 0.001, 0.03, 0.2])
-    # by hand: sorted 0.001, 0.03, 0.04, 0.2 times 4, 3, 2, 1, running max
-    want = [0.09, 0.004, 0.09, 0.2]
-    np.testing.assert_allclose(exp.holm(p), want)
-    np.testing.assert_allclose(exp.holm([0.5, 0.6]), [1.0, 1.0])
-    np.testing.assert_allclose(exp.holm([0.02, np.nan]), [0.02, np.nan])
-    assert set(exp.CHAIN_SIGN) == set(exp.CHAIN_SHORT)
-    assert set(exp.CHAIN_SIGN) == {name for name, _, _ in exp.CHAIN}
-    with pytest.raises(ValueError, match="p-values"):
-        exp.holm([[0.1]])
-    links = pd.DataFrame(
-        dict(
-            link=["batch size -> top eigenvalue"] * 3
-            + ["batch size -> test accuracy"],
-            rho=[0.5] * 4,
-            p=[0.001, 0.04, 0.03, 0.002],  # Holm: 0.004, 0.06, 0.06, 0.006
+def test_measures_are_the_landscape_measures(mnist, fresh):
+    runs, models = _fair.train(TINY, mnist, ((100, (1.0,)),))
+    got = _fair.measure(TINY, mnist, runs, models)
+    train, _ = _fair.split(mnist, 100, 50)
+    for r in got[got["reached"]].itertuples():
+        net = models[(r.B, r.lr, r.seed)]
+        ref = landscape.flatness_metrics(
+            net,
+            F.cross_entropy,
+            train.x_train,
+            train.y_train,
+            [TINY.weight_radius],
+            seed=r.seed,
+            eps=TINY.eps,
         )
-    )
-    out = exp.verdicts(links)
-    want = ["supports", "undecided", "undecided", "opposes"]
-    assert out["verdict"].tolist() == want
-    assert out["expected"].tolist() == [1, 1, 1, -1]
-
-
-def test_saturation_finds_the_first_batch_near_full_batch():
-    frame = pd.DataFrame(
-        dict(
-            lr=[0.1] * 3 + [0.4] * 3,
-            B=[1, 10, 100] * 2,
-            init_loss=[2.0] * 6,
-            train_loss=[1.5, 1.02, 1.0, 1.9, 1.3, 0.5],
+        assert r.lambda_max == pytest.approx(ref["lambda_max"])
+        assert r.keskar == pytest.approx(ref["keskar"])
+        assert r.weight_noise == pytest.approx(ref["weight_noise"][0])
+        flips = landscape.input_noise_flips(
+            net, train.x_test, TINY.input_sd, TINY.input_draws, _fair.NOISE
         )
+        assert r.flips == pytest.approx(flips)
+    assert got["lambda_max"].notna().sum() == got["reached"].sum() > 0
+
+
+def synthetic(seeds=8, rates=(0.015, 0.03), batches=(1, 4, 16), seed=0):
+    """A fair-test frame with known structure: lambda_max grows with B
+    and falls with the rate; test accuracy is B's and the rate's effect
+    plus seed noise."""
+    gen = np.random.default_rng(seed)
+    rows = []
+    for lr in rates:
+        for b in batches:
+            for s in range(seeds):
+                lam = b**0.5 / lr * 0.01 * np.exp(gen.normal(0, 0.05))
+                acc = 0.45 + 0.002 * np.log(b) + gen.normal(0, 0.004)
+                rows.append(
+                    dict(
+                        B=b,
+                        lr=lr,
+                        seed=s,
+                        reached=True,
+                        train_loss=0.095,
+                        test_acc=acc,
+                        val_acc=acc + gen.normal(0, 0.002),
+                        lambda_max=lam,
+                        keskar=lam * 0.5,
+                        weight_noise=lam * 1e-3,
+                        flips=0.4 + 0.01 * lam,
+                        lr_over_B=lr / b,
+                        epochs=10.0,
+                        train_acc=0.99,
+                    )
+                )
+    return pd.DataFrame(rows)
+
+
+def test_within_seed_links_are_spearman_per_seed():
+    frame = synthetic()
+    rho = _chain.within(frame[frame["lr"] == 0.03], "B", "test_acc", "seed")
+    for s, value in rho.items():
+        part = frame[(frame["lr"] == 0.03) & (frame["seed"] == s)]
+        assert value == pytest.approx(
+            spearmanr(part["B"], part["test_acc"]).statistic
+        )
+    table = _chain.table(frame[frame["lr"] == 0.03]).set_index("link")
+    assert table.loc["B → λmax", "rho"] == 1  # lambda grows with B
+    assert table.loc["B → λmax", "verdict"] == "supports"
+    got = _chain.link_interval(
+        frame[frame["lr"] == 0.03], "B", "test_acc", 1 - 0.05 / 8
     )
-    assert exp.saturation(frame, 0.1).to_dict() == {0.1: 10, 0.4: 100}
-    # a second seed at B = 10, rate 0.1, that diverged (missing loss)
-    diverged = frame.iloc[[1]].assign(train_loss=np.nan)
-    both = pd.concat([frame, diverged], ignore_index=True)
-    assert exp.saturation(both, 0.1)[0.1] == 100
+    ref = stats.interval(rho.to_numpy(), level=1 - 0.05 / 8)
+    assert (got.lo, got.hi) == pytest.approx((ref.lo, ref.hi))
+    assert (table.loc["B → test acc", ["lo", "hi"]] == [ref.lo, ref.hi]).all()
 
 
-def test_equal_steps_and_variance_law_rows(mnist):
-    cfg = exp.EqualStepsConfig.for_scale("quick")
-    cfg = exp.replace(cfg, n_train=100, batch_sizes=(1, 100), steps=5)
-    rows = exp.equal_steps(cfg, mnist)
-    assert len(rows) == 2 * len(cfg.lrs) * cfg.seeds
-    assert (rows["examples"] == 5 * rows["B"]).all()
-    ncfg = exp.replace(exp.NoiseConfig.for_scale("quick"), draws=3)
-    net = models.mlp(ncfg.sizes, seed=0)
-    law = exp.variance_law(net, mnist.subset(256), ncfg, 0, "init")
-    assert list(law["B"]) == [1, 16]
-    assert np.allclose(
-        law["b_simple"],
-        law["trace"] / law["trace"].iloc[0] * law["b_simple"].iloc[0],
+def test_ratios_and_points_are_paired_by_seed():
+    frame = synthetic()
+    part = frame[frame["lr"] == 0.03]
+    ratio, lo, hi = _chain.log_ratio(part, "lambda_max", "B", 1, 16)
+    per_seed = (
+        part[part["B"] == 16].set_index("seed")["lambda_max"]
+        / part[part["B"] == 1].set_index("seed")["lambda_max"]
     )
-
-
-def test_sharpness_rows_match_the_landscape_measures(fair, mnist):
-    cfg, runs, nets = fair
-    keys = [(1, 0.03, 0), (100, 0.96, 1)]
-    rows = exp.sharpness(cfg, mnist, nets, keys).set_index(["B", "lr"])
-    assert list(rows.index) == [(1, 0.03), (100, 0.96)]
-    train, _ = exp.split(mnist, cfg.n_train, cfg.n_val)
-    ref = exp.flatness_metrics(
-        nets[(1, 0.03, 0)],
-        exp.F.cross_entropy,
-        train.x_train,
-        train.y_train,
-        [cfg.weight_radius],
-        seed=0,
-        eps=cfg.eps,
+    ref = stats.interval(np.log(per_seed.to_numpy()))
+    assert ratio == pytest.approx(np.exp(ref.estimate))
+    assert (lo, hi) == pytest.approx((np.exp(ref.lo), np.exp(ref.hi)))
+    got = _chain.points(part, "test_acc", "B", 1, 4)
+    diff = (
+        part[part["B"] == 4].set_index("seed")["test_acc"]
+        - part[part["B"] == 1].set_index("seed")["test_acc"]
     )
-    assert np.isclose(rows.loc[(1, 0.03), "lambda_max"], ref["lambda_max"])
-    assert np.isclose(rows.loc[(1, 0.03), "keskar"], ref["keskar"])
-    assert rows["noisy_acc"].between(0, 1).all()
+    assert got["diff"] == pytest.approx(100 * diff.mean())
+    assert got["wins"] == int((diff > 0).sum())
+    rolled = part.assign(  # B = 4 paired with the wrong seeds
+        seed=np.where(part["B"] == 4, (part["seed"] + 1) % 8, part["seed"])
+    )
+    assert _chain.points(rolled, "test_acc", "B", 1, 4)["lo"] != got["lo"]
+
+
+def test_fixed_facts_on_a_synthetic_frame():
+    cfg = fixed.Config.for_scale("book")
+    frame = synthetic()
+    f = fixed.facts(frame, cfg)
+    assert f["fx1_lam_ratio"] == pytest.approx(4.0, rel=0.1)  # sqrt(16)
+    assert f["fx_b1_lam_ratio"] == pytest.approx(0.5, rel=0.1)  # 1/2
+    assert f["fx_reached"] == 1 and f["fx_short"] == pytest.approx(0.05)
+    assert f["fx2_v_b_lam"] == "supports"
+    results = claims.evaluate(fixed, f, "book")
+    assert results["mb-fixed-flatter"] and results["mb-fixed-reach"]
+    assert not results["mb-b1-rate"]  # accuracy does not fall with rate
+    worse = frame.assign(
+        test_acc=frame["test_acc"] - 0.02 * (frame["lr"] == 0.03)
+    )
+    assert claims.evaluate(fixed, fixed.facts(worse, cfg), "book")[
+        "mb-b1-rate"
+    ]
+    table = fixed.chain(frame, cfg)
+    assert list(table.columns[:2]) == ["lr", "link"] and len(table) == 16

@@ -118,3 +118,34 @@ def test_keskar_sharpness_of_a_quadratic_is_its_largest_vertex():
         best = max(best, float((xb @ delta).pow(2).mean()))
     got = landscape.keskar_sharpness(net, F.mse_loss, x, y, eps=0.05)
     assert np.isclose(got, 100 * best, rtol=1e-6)
+
+
+def test_input_noise_flips_count_changed_predictions_by_hand():
+    """The flip rate compares a model with itself on the same noisy
+    copies: a hand computation with the same draws gives the same share,
+    labels never enter, and a constant classifier never flips."""
+    from batchlab import runtime
+
+    gen = torch.Generator().manual_seed(3)
+    x = torch.randn(200, 4, generator=gen)
+    net = models.linear_model(4, 3, seed=2)
+    got = landscape.input_noise_flips(net, x, sd=0.7, draws=3, seed=5)
+    noise = torch.randn((3, 200, 4), generator=runtime.generator(5))
+    with torch.no_grad():
+        clean = net(x).argmax(1)
+        want = np.mean(
+            [
+                (net(x + 0.7 * e).argmax(1) != clean).float().mean()
+                for e in noise
+            ]
+        )
+    assert np.isclose(got, want) and 0 < got < 1
+    assert got == landscape.input_noise_flips(net, x, 0.7, 3, seed=5)
+    assert got != landscape.input_noise_flips(net, x, 0.7, 3, seed=6)
+    small = landscape.input_noise_flips(net, x, 1e-6, 3, seed=5)
+    assert small < 0.01
+    with torch.no_grad():
+        net.weight.zero_()  # outputs = bias: the same class for every x
+    assert landscape.input_noise_flips(net, x, 5.0, 3, seed=5) == 0
+    with pytest.raises(ValueError, match="sd > 0"):
+        landscape.input_noise_flips(net, x, 0.0, 3)

@@ -79,9 +79,7 @@ def _configs():
     )
 
     return [
-        minibatch.NoiseConfig,
-        minibatch.EqualLossConfig,
-        minibatch.EqualStepsConfig,
+        *(section.Config for section in claims.sections(minibatch)),
         normalization.NormalizationConfig,
         *[
             s.Config

@@ -30,7 +30,7 @@ from .train import (
 )
 
 _ACTS = {
-    "tanh": (torch.tanh, lambda h: 1 - h * h),
+    "tanh": (torch.tanh, lambda h: torch.rsub(h * h, 1)),
     "relu": (torch.relu, lambda h: (h > 0).to(h.dtype)),
 }
 
@@ -151,13 +151,35 @@ class EnsembleMLP:
         return loss, dW, db
 
     def sgd_step(self, x, y, lr: torch.Tensor) -> torch.Tensor:
-        """One SGD step per model with learning rates ``lr`` ``(m,)``."""
-        loss, dW, db = self.loss_and_grads(x, y)
-        scale = lr.view(-1, 1, 1)
-        for W, b, gW, gb in zip(self.W, self.b, dW, db):
-            W.sub_(gW * scale)
-            b.sub_(gb * scale)
-        return loss
+        """One SGD step per model with learning rates ``lr`` ``(m,)``.
+
+        The same backward pass as :meth:`loss_and_grads`, with the rate
+        folded into the output gradient so that each weight update is one
+        fused ``baddbmm_`` (at B = 1 the update, not the product,
+        dominates a step). Returns the loss before the step, ``(m,)``.
+        """
+        act, dact = _ACTS[self.activation]
+        hs = [x]
+        h = x
+        last = len(self.W) - 1
+        for k, (W, b) in enumerate(zip(self.W, self.b)):
+            h = torch.baddbmm(b, h, W)
+            if k < last:
+                h = act(h)
+            hs.append(h)
+        logp = torch.log_softmax(h, dim=-1)
+        target = y.unsqueeze(-1)
+        logp_y = logp.gather(-1, target)  # (m, B, 1)
+        g = logp.exp()  # softmax; minus one at the label:
+        g.scatter_(-1, target, logp_y.exp().sub_(1))
+        g.mul_((lr / x.shape[1]).view(-1, 1, 1))  # rate x d loss / d logits
+        for k in range(last, -1, -1):
+            below = g
+            if k > 0:
+                g = torch.bmm(g, self.W[k].transpose(1, 2)).mul_(dact(hs[k]))
+            self.W[k].baddbmm_(hs[k].transpose(1, 2), below, alpha=-1)
+            self.b[k].sub_(below.sum(1, keepdim=True))
+        return logp_y.mean((1, 2)).neg_()
 
 
 def _ensemble_metrics(ens: EnsembleMLP, x, y) -> tuple[np.ndarray, ...]:
@@ -312,6 +334,8 @@ class TargetRun:
         reached: whether the model got below the target, shape ``(m,)``.
         diverged: whether its loss blew up, shape ``(m,)``.
         batch_size: B, shared by all models.
+        checks: evaluations of the full training loss per model (the
+            first, before training, included), shape ``(m,)``.
     """
 
     steps: np.ndarray
@@ -319,6 +343,7 @@ class TargetRun:
     reached: np.ndarray
     diverged: np.ndarray
     batch_size: int
+    checks: np.ndarray
 
     @property
     def examples(self) -> np.ndarray:
@@ -337,20 +362,22 @@ def train_to_loss(
     check_examples: int,
     near: float = 1.0,
     near_steps: int = 0,
+    estimate_far: bool = False,
 ) -> TargetRun:
     """Train every model of ``ens`` in place with plain SGD until its full
     training loss falls below ``target`` (equal training loss, not equal
     budget: models compared at one stage of training).
 
-    The full training loss is computed every ``ceil(check_examples / B)``
-    steps; a model below the target stops there, a model whose loss blows
-    up stops as diverged, a model that has used ``max_examples`` examples
-    stops short, and the models still training are stepped as one smaller
-    ensemble (so stopped models cost nothing). Once some model still
-    training is below ``near * target``, the loss is checked at least
-    every ``near_steps`` steps, so that a small batch, whose coarse checks
-    are many steps apart, stops close to the target rather than far
-    below it.
+    Each model keeps its own schedule of checks, so that where it stops
+    does not depend on the other models of the stack: its full training
+    loss is computed every ``ceil(check_examples / B)`` steps, and every
+    ``near_steps`` steps once its own loss at a check is below ``near *
+    target`` (a small batch, whose coarse checks are many steps apart,
+    then stops close to the target rather than far below it). A model
+    below the target stops at that check, a model whose loss blows up
+    stops as diverged, a model that has used ``max_examples`` examples
+    stops short; the models still training are stepped as one smaller
+    ensemble (so stopped models cost nothing).
 
     Args:
         ens: the stacked models, trained in place.
@@ -365,6 +392,12 @@ def train_to_loss(
         near: loss, as a multiple of ``target`` (>= 1), below which the
             checks become finer.
         near_steps: steps between two checks there (0: no finer checks).
+        estimate_far: while a model's last full loss and the mean of its
+            minibatch losses since its last check are both at least
+            ``near * target``, skip the full loss at a coarse check (the
+            minibatch losses, which training computes anyway, say it is
+            still far from the target); the full loss is computed once
+            the mean falls below, and from then on as above.
 
     Returns:
         A :class:`TargetRun`.
@@ -393,38 +426,65 @@ def train_to_loss(
     every = -(-check_examples // batch_size)
     fine = min(every, near_steps) if near_steps else every
     cap_steps = caps // batch_size
-    max_steps = int(cap_steps.max())
-    cap_set = set(cap_steps.tolist())
     steps = np.zeros(m, int)
     reached = np.zeros(m, bool)
     diverged = np.zeros(m, bool)
-    loss = _ensemble_metrics(ens, data.x_train, data.y_train)[0]
-    next_check = fine if (loss < near * target).any() else every
     x_all, y_all = data.x_train, data.y_train
+    loss = _ensemble_metrics(ens, x_all, y_all)[0]
+    checks = np.ones(m, int)
+
+    def gap(i: np.ndarray) -> np.ndarray:  # steps to each model's next check
+        return np.where(loss[i] < near * target, fine, every)
+
+    next_check = gap(np.arange(m))
     batches = epoch_batches(data.n_train, batch_size, seeds)
     live = np.arange(m)  # models still training, stepped as one ensemble
     work, rows, lr_live = _select(ens, live), torch.from_numpy(live), lr
+    # minibatch losses summed since each live model's last look (far phase)
+    seen, since = torch.zeros(m, dtype=lr.dtype, device=device), np.zeros(m)
     with torch.no_grad():
-        for step in range(1, max_steps + 1):
+        for step in range(1, int(cap_steps.max()) + 1):
             idx = next(batches)[rows].to(device)
-            work.sgd_step(x_all[idx], y_all[idx], lr_live)
+            batch_loss = work.sgd_step(x_all[idx], y_all[idx], lr_live)
             steps[live] = step
-            if step < next_check and step not in cap_set:
+            if estimate_far:
+                seen[: len(live)] += batch_loss
+            due = (next_check[live] <= step) | (cap_steps[live] == step)
+            if not due.any():
                 continue
-            _write_back(ens, work, live)
-            loss[live] = _ensemble_metrics(work, x_all, y_all)[0]
-            diverged[live] |= is_diverged(loss[live])
-            reached[live] |= (loss[live] < target) & ~diverged[live]
+            if estimate_far:  # far from the target: the mean batch loss
+                pos = np.flatnonzero(due)
+                ids = live[pos]
+                mean = seen[pos].cpu().numpy() / (step - since[ids])
+                skip = (
+                    (loss[ids] >= near * target)
+                    & (mean >= near * target)
+                    & np.isfinite(mean)
+                    & (cap_steps[ids] != step)
+                )
+                seen[pos], since[ids] = 0, step
+                next_check[ids[skip]] = step + every
+                due[pos[skip]] = False
+                if not due.any():
+                    continue
+            mine = live[due]
+            picked = _select(work, np.flatnonzero(due))
+            loss[mine] = _ensemble_metrics(picked, x_all, y_all)[0]
+            checks[mine] += 1
+            diverged[mine] |= is_diverged(loss[mine])
+            reached[mine] |= (loss[mine] < target) & ~diverged[mine]
+            next_check[mine] = step + gap(mine)
             done = reached | diverged | (steps >= cap_steps)
             if done[live].any():
-                live = np.flatnonzero(~done)
+                _write_back(ens, work, live)
+                kept = ~done[live]
+                live = live[kept]
                 if not len(live):
                     break
+                seen[: len(live)] = seen[: len(kept)][torch.from_numpy(kept)]
                 work, rows = _select(ens, live), torch.from_numpy(live)
                 lr_live = lr[rows.to(device)]
-            close = (loss[live] < near * target).any()
-            next_check = step + (fine if close else every)
     if len(live):
         _write_back(ens, work, live)
     loss = np.where(diverged, np.nan, loss)
-    return TargetRun(steps, loss, reached, diverged, batch_size)
+    return TargetRun(steps, loss, reached, diverged, batch_size, checks)

@@ -1,5 +1,6 @@
 """The loss around a point: along directions, under random perturbations,
-and at its worst within a box (Keskar et al.'s sharpness)."""
+and at its worst within a box (Keskar et al.'s sharpness); and how often
+a model's predictions change when its inputs are perturbed."""
 
 from __future__ import annotations
 
@@ -92,11 +93,14 @@ def keskar_sharpness(
     steps: int = 10,
     seed: int = 0,
 ) -> float:
-    """Sharpness in the sense of Keskar et al. (2017), in percent.
+    """Sharpness in the sense of Keskar et al. (2017), in percent: ``100
+    (max f - f) / (1 + f)`` over the box ``|delta_i| <= eps (|theta_i| +
+    1)``.
 
-    The largest loss over the box ``|delta_i| <= eps (|theta_i| + 1)``,
-    found by projected sign-gradient ascent from a random corner, as
-    ``100 (max f - f) / (1 + f)``.
+    Keskar et al. maximize over the box with L-BFGS-B. Here the maximum
+    is sought by ``steps`` steps of projected sign-gradient ascent from a
+    random point of the box, and the largest loss seen is kept: a lower
+    bound on their quantity, not the quantity itself.
     """
     if eps <= 0 or steps < 1:
         raise ValueError("need eps > 0 and steps >= 1")
@@ -141,3 +145,30 @@ def flatness_metrics(
             model, loss_fn, x, y, radii, n_directions=4, seed=seed
         ),
     )
+
+
+def input_noise_flips(
+    model: nn.Module, x: torch.Tensor, sd: float, draws: int, seed: int = 0
+) -> float:
+    """Share of the predictions (arg max of the outputs) on ``x`` that
+    change when Gaussian noise of standard deviation ``sd`` is added to
+    the inputs, averaged over ``draws`` noisy copies.
+
+    A measure of sensitivity to input noise that does not contain the
+    accuracy: it compares the model with itself, never with the labels.
+    Two calls with one ``seed`` use the same noisy copies, so models are
+    compared on the same noise.
+
+    Args:
+        model: a classifier; ``x``: its inputs, shape ``(n, ...)``.
+        sd: noise standard deviation (> 0); draws: copies (>= 1).
+        seed: seed of the noise (offset by the seed set).
+    """
+    if not sd > 0 or draws < 1:
+        raise ValueError(f"need sd > 0 and draws >= 1, got {sd}, {draws}")
+    gen = runtime.generator(seed)
+    noise = torch.randn((draws, *x.shape), generator=gen).to(x)
+    with torch.no_grad():
+        clean = model(x).argmax(-1)
+        flipped = [model(x + sd * e).argmax(-1) != clean for e in noise]
+    return float(torch.stack(flipped).float().mean())

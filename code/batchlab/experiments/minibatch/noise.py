@@ -108,9 +108,11 @@ def facts(frame: pd.DataFrame, cfg: Config) -> dict:
     mean, at initialization and after training; ``low_b1`` is the
     measured over the law at B = 1 after training. ``bs_*`` are the
     noise scale at the start and its smallest and largest value at the
-    later checkpoints; its growth from start to end splits exactly, on a
-    log scale, into the growth of ``tr Sigma`` and the fall of ``|G|^2``
-    (``tr_share`` is the trace's share of it).
+    later checkpoints; its growth from the start to a checkpoint splits
+    exactly, on a log scale, into the growth of ``tr Sigma`` and the fall
+    of ``|G|^2``: ``bs_jump = tr_jump * g2_drop`` at the first checkpoint
+    (``tr_share_first`` is the trace's share of the log), and
+    ``tr_share`` is the trace's share from start to end.
     """
     var = frame[frame["kind"] == "variance"]
     path = frame[frame["kind"] == "path"].sort_values("step")
@@ -118,7 +120,7 @@ def facts(frame: pd.DataFrame, cfg: Config) -> dict:
     trained = var["point"] == "trained"
     b1 = var[trained & (var["B"] == var["B"].min())]
     later = path["b_simple"].iloc[1:]
-    first, last = path.iloc[0], path.iloc[-1]
+    first, second, last = path.iloc[0], path.iloc[1], path.iloc[-1]
     tr_growth = last["trace"] / first["trace"]
     bs_growth = last["b_simple"] / first["b_simple"]
     ratio = var["measured"] / var["law"]
@@ -140,6 +142,12 @@ def facts(frame: pd.DataFrame, cfg: Config) -> dict:
         tr_rise=path["trace"].iloc[1:].min() / first["trace"],
         g2_fall=first["grad_sq"] / last["grad_sq"],
         tr_share=np.log(tr_growth) / np.log(bs_growth),
+        bs_jump=second["b_simple"] / first["b_simple"],
+        tr_jump=second["trace"] / first["trace"],
+        g2_drop=first["grad_sq"] / second["grad_sq"],
+        tr_share_first=np.log(second["trace"] / first["trace"])
+        / np.log(second["b_simple"] / first["b_simple"]),
+        first_step=int(second["step"]),
         steps=cfg.train_steps,
     )
 
@@ -172,5 +180,15 @@ CLAIMS = [
         lambda f: f["tr_rise"] > 1,
         where=("longer", "wider", "rate"),
         measure=("tr_rise", "tr_growth", "tr_share"),
+    ),
+    Claim(
+        "mb-noise-signal-falls",
+        "finding",
+        "at the first checkpoint the squared norm of the full gradient, "
+        "|G|^2, is below its value at the start, so that its fall is part "
+        "of the jump of the noise scale",
+        lambda f: f["g2_drop"] > 1,
+        where=("wider", "digits"),
+        measure=("g2_drop", "tr_jump", "bs_jump", "tr_share_first"),
     ),
 ]
