@@ -113,7 +113,7 @@ def lanczos_oracle(net, d, ref: float, seed: int) -> int:
     op = operator(net, d)
     gen = torch.Generator().manual_seed(seed)
     v0 = torch.randn(op.dim, generator=gen, dtype=torch.float64)
-    return first_within(lanczos.lanczos_estimates(op.matvec, v0, 40), ref)
+    return first_within(lanczos.lanczos_estimates(op, v0, 40), ref)
 
 
 # --------------------------------------------------------------------------

@@ -293,3 +293,133 @@ def train_logistic(
             )
         w = w - lr * X.T @ (torch.sigmoid(z) - t) / X.shape[0]
     return rows
+
+
+# --------------------------------------------------------------------------
+# Many centred MLPs trained at once
+
+#: What :class:`CenteredEnsemble` does to each model's hidden layers.
+HIDDEN_MODES = ("none", "centre", "standardize")
+
+
+class CenteredEnsemble:
+    """``m`` tanh MLPs of one shape, each with its hidden layers left
+    alone, centred or standardized over a data set, trained at once.
+
+    Model ``i`` computes what a :class:`CenteredMLP` does: hidden layer
+    ``l`` outputs ``(tanh(h W_l + b_l) - shift_l) / scale_l``. Weights are
+    stacked, ``W[l]`` of shape ``(m, d_in, d_out)`` and ``b[l]``, ``shift``
+    and ``scale`` of shape ``(m, 1, d_out)``; the backward pass for softmax
+    cross-entropy is written out, as in :class:`batchlab.ensemble.
+    EnsembleMLP`.
+
+    Args:
+        sizes: layer widths, input first.
+        seeds: initialization seed per model (model ``i`` starts as
+            ``CenteredMLP(sizes, seed=seeds[i])``).
+        modes: per model, one of :data:`HIDDEN_MODES`.
+    """
+
+    def __init__(
+        self, sizes: Sequence[int], seeds: Sequence[int], modes: Sequence[str]
+    ):
+        if len(seeds) != len(modes) or not seeds:
+            raise ValueError(
+                f"need one mode per seed, got {len(seeds)} seeds and "
+                f"{len(modes)} modes"
+            )
+        bad = sorted(set(modes) - set(HIDDEN_MODES))
+        if bad:
+            raise ValueError(f"modes {bad} unknown; use {HIDDEN_MODES}")
+        nets = [CenteredMLP(sizes, seed=s) for s in seeds]
+        self.W = [
+            torch.stack([n.linears[k].weight.detach().T for n in nets])
+            for k in range(len(sizes) - 1)
+        ]
+        self.b = [
+            torch.stack([n.linears[k].bias.detach()[None] for n in nets])
+            for k in range(len(sizes) - 1)
+        ]
+        self.shift = [torch.zeros_like(b) for b in self.b[:-1]]
+        self.scale = [torch.ones_like(b) for b in self.b[:-1]]
+        self.modes = tuple(modes)
+        self.sizes = tuple(int(s) for s in sizes)
+
+    @property
+    def n_models(self) -> int:
+        """Number of stacked models."""
+        return self.W[0].shape[0]
+
+    def _forward(self, x: torch.Tensor) -> tuple[list, torch.Tensor]:
+        """Inputs of every layer and the raw hidden activations: returns
+        ``([h_0, t_1, h_1, ...], logits)`` for ``x`` ``(m, B, d)`` or
+        shared ``(B, d)``."""
+        h, kept = x, [x]
+        for k, (W, b) in enumerate(zip(self.W, self.b)):
+            z = torch.matmul(h, W) + b
+            if k == len(self.W) - 1:
+                return kept, z
+            t = torch.tanh(z)
+            h = (t - self.shift[k]) / self.scale[k]
+            kept += [t, h]
+        raise AssertionError("unreachable")
+
+    def logits(self, x: torch.Tensor) -> torch.Tensor:
+        """Outputs ``(m, n, c)`` for inputs ``(m, n, d)`` or ``(n, d)``."""
+        return self._forward(x)[1]
+
+    def sgd_step(
+        self, x: torch.Tensor, y: torch.Tensor, lr: torch.Tensor
+    ) -> None:
+        """One SGD step per model on batches ``x`` ``(m, B, d)``, ``y``
+        ``(m, B)`` with learning rates ``lr`` ``(m,)``."""
+        kept, z = self._forward(x)
+        g = torch.softmax(z, -1)
+        g.scatter_add_(-1, y[..., None], -torch.ones_like(g[..., :1]))
+        g = g / x.shape[1]  # d loss / d logits
+        scale = lr.view(-1, 1, 1)
+        for k in range(len(self.W) - 1, -1, -1):
+            h_in = kept[2 * k]
+            if k > 0:  # gradient at the raw activation below, pre-update
+                t = kept[2 * k - 1]
+                below = torch.bmm(g, self.W[k].transpose(1, 2))
+                below = below / self.scale[k - 1] * (1 - t * t)
+            self.W[k].sub_(torch.bmm(h_in.transpose(1, 2), g) * scale)
+            self.b[k].sub_(g.sum(1, keepdim=True) * scale)
+            if k > 0:
+                g = below
+
+    @torch.no_grad()
+    def renormalize(self, x: torch.Tensor) -> None:
+        """Reset the shift (and, for ``standardize``, the scale) of every
+        normalized model's hidden layers to its activations' statistics
+        over ``x`` ``(n, d)``, compensating the next layer so that every
+        model computes the same function as before (as
+        :meth:`CenteredMLP.renormalize`)."""
+        kept, _ = self._forward(x)
+        centre = torch.tensor([m != "none" for m in self.modes])
+        rescale = torch.tensor([m == "standardize" for m in self.modes])
+        centre = centre.view(-1, 1, 1).to(x.device)
+        rescale = rescale.view(-1, 1, 1).to(x.device)
+        for k in range(len(self.W) - 1):
+            t = kept[2 * k + 1]  # unchanged by the layers renormalized below
+            s0, c0 = self.shift[k], self.scale[k]
+            s1 = torch.where(centre, t.mean(1, keepdim=True), s0)
+            sd = t.std(1, keepdim=True).clamp_min(1e-4)
+            c1 = torch.where(rescale, sd, c0)
+            nxt_W, nxt_b = self.W[k + 1], self.b[k + 1]
+            nxt_b += torch.bmm((s1 - s0) / c0, nxt_W)
+            nxt_W *= (c1 / c0).transpose(1, 2)
+            self.shift[k], self.scale[k] = s1, c1
+
+    def member(self, i: int) -> CenteredMLP:
+        """Model ``i`` as a :class:`CenteredMLP` (a copy)."""
+        net = CenteredMLP(self.sizes, seed=0)
+        with torch.no_grad():
+            for k, lin in enumerate(net.linears):
+                lin.weight.copy_(self.W[k][i].T)
+                lin.bias.copy_(self.b[k][i, 0])
+            for k in range(len(self.shift)):
+                getattr(net, f"shift{k}").copy_(self.shift[k][i, 0])
+                getattr(net, f"scale{k}").copy_(self.scale[k][i, 0])
+        return net.to(self.W[0].device)
