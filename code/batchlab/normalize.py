@@ -11,13 +11,19 @@
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
+import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 
+from .data import Dataset
+from .ensemble import epoch_batches
 from .models import mlp
+from .train import is_diverged, validate_sgd
 
 KINDS = ("raw", "center", "standardize", "pca", "zca")
 
@@ -29,12 +35,18 @@ class InputTransform:
     Attributes:
         kind: one of ``raw``, ``center``, ``standardize``, ``pca``, ``zca``.
         mean: shape ``(d,)``.
-        matrix: shape ``(d, d)`` (``(d, k)`` for PCA dropping directions).
+        matrix: shape ``(d, k)``; ``k < d`` when constant features were
+            dropped.
     """
 
     kind: str
     mean: torch.Tensor
     matrix: torch.Tensor
+
+    @property
+    def out_features(self) -> int:
+        """``k``, the number of features it gives."""
+        return self.matrix.shape[1]
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         """Apply to inputs of shape ``(n, d)``."""
@@ -55,7 +67,18 @@ def covariance(x: torch.Tensor) -> torch.Tensor:
     return xc.T @ xc / x.shape[0]
 
 
-def fit_transform(x: torch.Tensor, kind: str, eps: float = 0.0):
+def varying(x: torch.Tensor) -> torch.Tensor:
+    """Which features of inputs ``(n, d)`` are not constant: a boolean
+    mask ``(d,)``. (scikit-learn's digits have three pixels that are zero
+    in every image, and a training split can have more.)"""
+    if x.ndim != 2 or x.shape[0] < 2:
+        raise ValueError(f"need inputs of shape (n >= 2, d), got {x.shape}")
+    return (x != x[:1]).any(0)
+
+
+def fit_transform(
+    x: torch.Tensor, kind: str, eps: float = 0.0, drop_constant: bool = False
+) -> InputTransform:
     """Fit a normalization on training inputs ``x`` of shape ``(n, d)``.
 
     Args:
@@ -65,8 +88,12 @@ def fit_transform(x: torch.Tensor, kind: str, eps: float = 0.0):
             axes and scale to unit variance) or ``zca`` (PCA whitening
             rotated back, the whitening closest to the raw inputs).
         eps: added to the variances (or covariance eigenvalues) before
-            dividing; needed when a feature is constant or the covariance
-            is singular.
+            dividing; needed when the covariance is (nearly) singular.
+        drop_constant: first drop the features that are constant on
+            ``x`` (:func:`varying`): they cannot be rescaled, and they add
+            a zero row and column to any Hessian of a linear model. The
+            transform then gives ``k <= d`` features, for every kind
+            (``raw`` included).
 
     Returns:
         An :class:`InputTransform`.
@@ -81,32 +108,38 @@ def fit_transform(x: torch.Tensor, kind: str, eps: float = 0.0):
         raise ValueError(f"need inputs of shape (n >= 2, d), got {x.shape}")
     if eps < 0:
         raise ValueError(f"eps must be non-negative, got {eps}")
+    eye = torch.eye(x.shape[1], dtype=torch.float64, device=x.device)
+    keep = varying(x) if drop_constant else torch.ones_like(eye[0]).bool()
+    select = eye[:, keep]  # (d, k): the features kept
+    x = x[:, keep]
     d = x.shape[1]
-    mean = x.double().mean(0)
+    mean = select @ x.double().mean(0)
     eye = torch.eye(d, dtype=torch.float64, device=x.device)
     if kind == "raw":
-        return InputTransform(kind, torch.zeros_like(mean), eye)
+        return InputTransform(kind, torch.zeros_like(mean), select)
     if kind == "center":
-        return InputTransform(kind, mean, eye)
+        return InputTransform(kind, mean, select)
     cov = covariance(x)
     if kind == "standardize":
         var = torch.diagonal(cov)
         _check_positive(var, eps, "a feature has zero variance")
-        return InputTransform(kind, mean, torch.diag((var + eps) ** -0.5))
+        scale = torch.diag((var + eps) ** -0.5)
+        return InputTransform(kind, mean, select @ scale)
     evals, evecs = torch.linalg.eigh(cov)
     _check_positive(evals, eps, "the input covariance is singular")
     scale = torch.diag((evals.clamp_min(0) + eps) ** -0.5)
     pca = evecs @ scale
     if kind == "pca":
-        return InputTransform(kind, mean, pca)
-    return InputTransform(kind, mean, pca @ evecs.T)
+        return InputTransform(kind, mean, select @ pca)
+    return InputTransform(kind, mean, select @ pca @ evecs.T)
 
 
 def _check_positive(values: torch.Tensor, eps: float, what: str) -> None:
     if eps == 0 and bool((values <= 1e-12 * values.abs().max()).any()):
         raise ValueError(
-            f"{what}; whitening would divide by zero. Pass eps > 0 to "
-            "regularize (add eps to every variance)"
+            f"{what}; whitening would divide by zero. Drop constant "
+            "features (drop_constant=True) or pass eps > 0 to regularize "
+            "(add eps to every variance)"
         )
 
 
@@ -224,14 +257,17 @@ class CenteredMLP(nn.Module):
 
 
 def linear_conditioning(
-    x: torch.Tensor, kinds: Sequence[str] = KINDS, eps: float = 0.0
+    x: torch.Tensor,
+    kinds: Sequence[str] = KINDS,
+    eps: float = 0.0,
+    drop_constant: bool = False,
 ) -> tuple[dict[str, torch.Tensor], list[dict]]:
     """Linear-regression Hessian spectra after each normalization.
 
     Args:
         x: training inputs ``(n, d)``.
         kinds: normalizations to compare (see :func:`fit_transform`).
-        eps: regularizer passed on to :func:`fit_transform`.
+        eps, drop_constant: passed on to :func:`fit_transform`.
 
     Returns:
         ``(spectra, rows)``: eigenvalues per kind (descending, float64) and
@@ -240,7 +276,7 @@ def linear_conditioning(
     """
     spectra, rows = {}, []
     for kind in kinds:
-        z = fit_transform(x, kind, eps=eps)(x)
+        z = fit_transform(x, kind, eps=eps, drop_constant=drop_constant)(x)
         ev = torch.linalg.eigvalsh(linear_regression_hessian(z)).flip(0)
         spectra[kind] = ev
         rows.append(
@@ -390,13 +426,17 @@ class CenteredEnsemble:
                 g = below
 
     @torch.no_grad()
-    def renormalize(self, x: torch.Tensor) -> None:
+    def renormalize(self, x: torch.Tensor) -> torch.Tensor:
         """Reset the shift (and, for ``standardize``, the scale) of every
         normalized model's hidden layers to its activations' statistics
         over ``x`` ``(n, d)``, compensating the next layer so that every
         model computes the same function as before (as
-        :meth:`CenteredMLP.renormalize`)."""
-        kept, _ = self._forward(x)
+        :meth:`CenteredMLP.renormalize`).
+
+        Returns:
+            The logits ``(m, n, c)`` on ``x`` (the same before and after).
+        """
+        kept, logits = self._forward(x)
         centre = torch.tensor([m != "none" for m in self.modes])
         rescale = torch.tensor([m == "standardize" for m in self.modes])
         centre = centre.view(-1, 1, 1).to(x.device)
@@ -411,6 +451,30 @@ class CenteredEnsemble:
             nxt_b += torch.bmm((s1 - s0) / c0, nxt_W)
             nxt_W *= (c1 / c0).transpose(1, 2)
             self.shift[k], self.scale[k] = s1, c1
+        return logits
+
+    def select(self, rows: Sequence[int]) -> CenteredEnsemble:
+        """A new ensemble holding copies of the models ``rows``."""
+        idx = torch.as_tensor(list(rows), device=self.W[0].device)
+        out = copy.copy(self)
+        out.W = [w[idx] for w in self.W]
+        out.b = [b[idx] for b in self.b]
+        out.shift = [s[idx] for s in self.shift]
+        out.scale = [c[idx] for c in self.scale]
+        out.modes = tuple(self.modes[int(i)] for i in rows)
+        return out
+
+    def write_back(self, work: CenteredEnsemble, rows: Sequence[int]):
+        """Copy the models of ``work`` into rows ``rows`` of this one."""
+        idx = torch.as_tensor(list(rows), device=self.W[0].device)
+        for mine, theirs in [
+            (self.W, work.W),
+            (self.b, work.b),
+            (self.shift, work.shift),
+            (self.scale, work.scale),
+        ]:
+            for a, b in zip(mine, theirs):
+                a[idx] = b
 
     def member(self, i: int) -> CenteredMLP:
         """Model ``i`` as a :class:`CenteredMLP` (a copy)."""
@@ -423,3 +487,150 @@ class CenteredEnsemble:
                 getattr(net, f"shift{k}").copy_(self.shift[k][i, 0])
                 getattr(net, f"scale{k}").copy_(self.scale[k][i, 0])
         return net.to(self.W[0].device)
+
+
+@dataclass
+class CenteredRun:
+    """What :func:`train_centered` recorded, one row per model.
+
+    Attributes:
+        checks: the steps of the checks, ``(k,)`` (0 first).
+        loss: the loss on the monitor examples at each check, ``(m, k)``
+            (NaN after a model stopped).
+        steps: where each model stopped, ``(m,)``: the first check at or
+            below its target (with ``stop_at_target``) or the budget.
+        reached: the step of the first check at or below its target
+            (NaN if never), ``(m,)``.
+        test_acc: test accuracy where the model stopped, ``(m,)``.
+        reached_acc: test accuracy at ``reached`` (NaN if never).
+        diverged: whether its loss blew up (it was then frozen), ``(m,)``.
+        matched: for the models asked to be kept, a copy at ``reached``.
+    """
+
+    checks: np.ndarray
+    loss: np.ndarray
+    steps: np.ndarray
+    reached: np.ndarray
+    test_acc: np.ndarray
+    reached_acc: np.ndarray
+    diverged: np.ndarray
+    matched: dict[int, CenteredMLP] = field(default_factory=dict)
+
+
+def _accuracy(ens: CenteredEnsemble, x, y) -> np.ndarray:
+    with torch.no_grad():
+        return (ens.logits(x).argmax(-1) == y).float().mean(1).cpu().numpy()
+
+
+def train_centered(
+    ens: CenteredEnsemble,
+    data: Dataset,
+    lrs: Sequence[float],
+    seeds: Sequence[int],
+    steps: int,
+    batch_size: int = 32,
+    every: int = 50,
+    monitor: int = 1000,
+    targets: Sequence[float] | None = None,
+    stop_at_target: bool = False,
+    keep: Sequence[int] = (),
+) -> CenteredRun:
+    """Train every model of ``ens`` in place with plain SGD; every
+    ``every`` steps (and at the start) renormalize the normalized models'
+    hidden layers over the first ``monitor`` training examples and
+    record every model's loss on them.
+
+    Model ``i`` uses learning rate ``lrs[i]`` and the batch order of
+    :func:`batchlab.train.batch_schedule` with ``seeds[i]``, so it ends
+    where :func:`batchlab.train.train_sgd` with a hook calling
+    :meth:`CenteredMLP.renormalize` every ``every`` steps would.
+
+    Args:
+        targets: per model, a loss to reach (checked at the checks).
+        stop_at_target: stop each model at its first check at or below
+            its target (stopped models cost nothing).
+        keep: models of which to keep a copy there.
+
+    Returns:
+        A :class:`CenteredRun`.
+    """
+    m = ens.n_models
+    if len(lrs) != m or len(seeds) != m:
+        raise ValueError(
+            f"need one rate and one seed per model ({m}), got {len(lrs)} "
+            f"and {len(seeds)}"
+        )
+    for lr in lrs:
+        validate_sgd(batch_size, lr, steps, data.n_train)
+    if every < 1 or not 1 <= monitor <= data.n_train:
+        raise ValueError(
+            f"need every >= 1 and 1 <= monitor <= {data.n_train}, got "
+            f"{every} and {monitor}"
+        )
+    goal = np.full(m, -np.inf) if targets is None else np.asarray(targets)
+    device = ens.W[0].device
+    lr = torch.tensor(list(lrs), dtype=ens.W[0].dtype, device=device)
+    xm, ym = data.x_train[:monitor], data.y_train[:monitor]
+    checks = list(range(0, steps, every)) + [steps]
+    loss = np.full((m, len(checks)), np.nan)
+    reached = np.full(m, np.nan)
+    reached_acc = np.full(m, np.nan)
+    stopped = np.full(m, steps)
+    diverged = np.zeros(m, bool)
+    matched: dict[int, CenteredMLP] = {}
+    live = np.arange(m)
+    work = ens.select(live)
+    batches = epoch_batches(data.n_train, batch_size, list(seeds))
+    for c, step in enumerate(checks):
+        if c:
+            with torch.no_grad():
+                for _ in range(step - checks[c - 1]):
+                    idx = next(batches)[live].to(device)
+                    work.sgd_step(
+                        data.x_train[idx], data.y_train[idx], lr[live]
+                    )
+        logits = work.renormalize(xm)
+        with torch.no_grad():
+            now = (
+                F.cross_entropy(
+                    logits.transpose(1, 2),
+                    ym.expand(len(live), -1),
+                    reduction="none",
+                )
+                .mean(1)
+                .cpu()
+                .numpy()
+            )
+        loss[live, c] = now
+        bad = is_diverged(now)
+        hit = (now <= goal[live]) & ~bad & np.isnan(reached[live])
+        if hit.any():
+            rows = np.flatnonzero(hit)
+            reached[live[rows]] = step
+            reached_acc[live[rows]] = _accuracy(
+                work.select(rows), data.x_test, data.y_test
+            )
+            for r in rows:
+                if live[r] in keep:
+                    matched[int(live[r])] = work.member(int(r))
+        diverged[live[bad]] = True
+        done = bad | (hit & stop_at_target)
+        if done.any() or step == steps:
+            ens.write_back(work, live)
+            stopped[live[done]] = step
+            live = live[~done]
+            if not len(live):
+                break
+            work = ens.select(live)
+    test_acc = _accuracy(ens, data.x_test, data.y_test)
+    test_acc[diverged] = np.nan
+    return CenteredRun(
+        np.array(checks),
+        loss,
+        stopped,
+        reached,
+        test_acc,
+        reached_acc,
+        diverged,
+        matched,
+    )
