@@ -218,7 +218,8 @@ def lanczos_top(
         raise ValueError(f"max_steps must exceed k = {k}, got {max_steps}")
     start = op.n_products
     v0 = _start(op, seed) if v0 is None else v0
-    for alpha, beta, Q in islice(lanczos_steps(op, v0), max_steps):
+    for state in islice(lanczos_steps(op, v0), max_steps):
+        alpha, beta, Q = state  # Q, the basis, is kept for the vectors
         theta, S, error = ritz_estimate(alpha, beta, k)
         if len(theta) > k and bool((error <= tol * theta[:k].abs()).all()):
             break
