@@ -99,10 +99,12 @@ def test_reference_top_eigenvalues_are_the_exact_ones_in_float64():
     net = models.mlp([5, 6, 3], seed=1)
     ref = hessian.reference_top_eigenvalues(net, F.cross_entropy, x, y, k=3)
     assert next(net.parameters()).dtype == torch.float32  # left as it was
-    exact = torch.linalg.eigvalsh(
-        reference_hessian(net.double(), x.double(), y)
-    ).flip(0)[:3]
+    H = reference_hessian(net.double(), x.double(), y)
+    exact = torch.linalg.eigvalsh(H).flip(0)[:3]
     np.testing.assert_allclose(ref, exact.numpy(), rtol=1e-9)
+    eig = hessian.reference_eigen(net, F.cross_entropy, x, y, k=2)
+    v = torch.from_numpy(eig.vectors)
+    assert torch.allclose(H @ v, v * torch.from_numpy(eig.values), atol=1e-9)
 
 
 # --------------------------------------------------------------------------

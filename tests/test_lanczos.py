@@ -151,6 +151,7 @@ def test_the_stopping_rule_fires_on_its_estimate_and_only_then():
     top = lanczos.lanczos_top(op, tol=1e-6, max_steps=100, v0=v0)
     assert 2 <= top.n_products < 100
     assert abs(top.values[0] - 1.0) <= 1e-6
+    assert top.ritz.shape == (top.n_products,) and top.ritz[0] == top.values[0]
     # replay: the rule was false one product earlier and true at the stop
     for j, (alpha, beta, _) in enumerate(
         lanczos.lanczos_steps(op, v0), start=1

@@ -9,8 +9,8 @@ so that every product there costs one extra backward pass; it is a
 :func:`batchlab.lanczos.top_eigenvalues` (also importable from here)
 finds its largest eigenvalues.
 
-* :func:`reference_top_eigenvalues` -- the same in float64 by ARPACK, the
-  reference against which estimates are judged.
+* :func:`reference_eigen`, :func:`reference_top_eigenvalues` -- the same
+  in float64 by ARPACK, the reference against which estimates are judged.
 * :func:`exact_hessian`, :func:`hessian_spectrum` -- the full matrix and
   its eigenvalues, for tiny models.
 * :func:`kronecker_factors` -- K-FAC's two factors of every linear
@@ -32,7 +32,7 @@ from torch.func import functional_call
 
 # top_eigenvalues lives in batchlab.lanczos; it is imported here because
 # reference_top_eigenvalues uses it, and callers may import it from here.
-from .lanczos import top_eigenvalues
+from .lanczos import Eigen, top_eigenvalues
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -157,15 +157,22 @@ def condition_number(eigenvalues: np.ndarray | torch.Tensor) -> float:
     return float(hi / lo)
 
 
+def reference_eigen(
+    model: nn.Module, loss_fn: LossFn, x, y, k: int = 1, tol: float = 1e-12
+) -> Eigen:
+    """The ``k`` largest Hessian eigenvalues and their eigenvectors in
+    double precision (a float64 copy of the model and inputs, ARPACK at
+    ``tol``): the reference against which float32 estimates are judged."""
+    model64 = copy.deepcopy(model).double()
+    op = HessianOperator(model64, loss_fn, x.double(), y)
+    return top_eigenvalues(op, k=k, tol=tol, method="arpack")
+
+
 def reference_top_eigenvalues(
     model: nn.Module, loss_fn: LossFn, x, y, k: int = 1, tol: float = 1e-12
 ) -> np.ndarray:
-    """The ``k`` largest Hessian eigenvalues computed in double precision
-    (a float64 copy of the model and inputs, ARPACK at ``tol``): the
-    reference against which float32 estimates are judged. Shape ``(k,)``."""
-    model64 = copy.deepcopy(model).double()
-    op = HessianOperator(model64, loss_fn, x.double(), y)
-    return top_eigenvalues(op, k=k, tol=tol, method="arpack").values
+    """The eigenvalues of :func:`reference_eigen`, shape ``(k,)``."""
+    return reference_eigen(model, loss_fn, x, y, k=k, tol=tol).values
 
 
 # --------------------------------------------------------------------------
@@ -300,10 +307,13 @@ def kronecker_factors(
 
 def _mean_gram(C: torch.Tensor, chunk: int) -> torch.Tensor:
     """``<G_i, G_j> = |C_i^T C_j|_F^2`` for all pairs, ``(n, n)``."""
+    n, d, c = C.shape
+    flat = C.transpose(1, 2).reshape(n * c, d)  # row (i, k) is C_i[:, k]
     parts = []
-    for s in range(0, C.shape[0], chunk):
-        cross = torch.einsum("iok,jol->ijkl", C[s : s + chunk], C)
-        parts.append((cross**2).sum((2, 3)))
+    for s in range(0, n, chunk):
+        block = flat[s * c : (s + chunk) * c] @ flat.T
+        rows = block.shape[0] // c
+        parts.append((block.reshape(rows, c, n, c) ** 2).sum((1, 3)))
     return torch.cat(parts)
 
 

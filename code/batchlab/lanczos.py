@@ -104,11 +104,13 @@ def as_operator(op) -> SymmetricOperator:
 @dataclass(frozen=True)
 class Eigen:
     """Eigenvalues (largest first), eigenvectors ``(p, k)`` and the number
-    of products spent."""
+    of products spent; from Lanczos also every Ritz value where it
+    stopped (``ritz``, largest first), ``None`` from ARPACK."""
 
     values: np.ndarray
     vectors: np.ndarray
     n_products: int
+    ritz: np.ndarray | None = None
 
 
 def lanczos_steps(
@@ -225,7 +227,8 @@ def lanczos_top(
             break
     kk = min(k, len(theta))
     vectors = (Q @ S[:, :kk]).cpu().numpy()
-    return Eigen(theta[:kk].cpu().numpy(), vectors, op.n_products - start)
+    ritz = theta.cpu().numpy()
+    return Eigen(ritz[:kk], vectors, op.n_products - start, ritz)
 
 
 def _scipy(op: SymmetricOperator) -> LinearOperator:

@@ -437,20 +437,25 @@ class CenteredEnsemble:
             The logits ``(m, n, c)`` on ``x`` (the same before and after).
         """
         kept, logits = self._forward(x)
-        centre = torch.tensor([m != "none" for m in self.modes])
-        rescale = torch.tensor([m == "standardize" for m in self.modes])
-        centre = centre.view(-1, 1, 1).to(x.device)
-        rescale = rescale.view(-1, 1, 1).to(x.device)
+        rows = [i for i, m in enumerate(self.modes) if m != "none"]
+        if not rows:
+            return logits
+        idx = torch.tensor(rows, device=x.device)
+        scaled = torch.tensor(
+            [self.modes[i] == "standardize" for i in rows], device=x.device
+        ).view(-1, 1, 1)
         for k in range(len(self.W) - 1):
-            t = kept[2 * k + 1]  # unchanged by the layers renormalized below
-            s0, c0 = self.shift[k], self.scale[k]
-            s1 = torch.where(centre, t.mean(1, keepdim=True), s0)
-            sd = t.std(1, keepdim=True).clamp_min(1e-4)
-            c1 = torch.where(rescale, sd, c0)
-            nxt_W, nxt_b = self.W[k + 1], self.b[k + 1]
-            nxt_b += torch.bmm((s1 - s0) / c0, nxt_W)
-            nxt_W *= (c1 / c0).transpose(1, 2)
-            self.shift[k], self.scale[k] = s1, c1
+            t = kept[2 * k + 1][idx]  # unchanged by the layers below
+            s0, c0 = self.shift[k][idx], self.scale[k][idx]
+            s1 = t.mean(1, keepdim=True)
+            c1 = c0
+            if bool(scaled.any()):
+                sd = t.std(1, keepdim=True).clamp_min(1e-4)
+                c1 = torch.where(scaled, sd, c0)
+            W, b = self.W[k + 1], self.b[k + 1]
+            b[idx] += torch.bmm((s1 - s0) / c0, W[idx])
+            W[idx] *= (c1 / c0).transpose(1, 2)
+            self.shift[k][idx], self.scale[k][idx] = s1, c1
         return logits
 
     def select(self, rows: Sequence[int]) -> CenteredEnsemble:
