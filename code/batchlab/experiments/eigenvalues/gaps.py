@@ -17,6 +17,13 @@ from ...runtime import Wider, more_of, pick
 from .race import Config as RaceConfig
 from .race import race_starts
 
+#: The methods, by their name in the frame, with the race's columns.
+METHODS = {
+    "power iteration": "power_to_target",
+    "Lanczos": "lanczos_to_target",
+}
+NAMES = {"power": "power iteration", "lanczos": "Lanczos"}
+
 
 @dataclass(frozen=True)
 class Config:
@@ -60,10 +67,11 @@ def run(cfg: Config, data=None) -> pd.DataFrame:
     each gap (power iteration ends once within ``cfg.target / 100``).
 
     Returns:
-        One row per ``gap`` and ``start``: ``power`` and ``lanczos``, the
-        products to ``cfg.target`` (NaN if not within the budget), and
+        One row per ``gap``, ``start`` and ``method`` (of
+        :data:`METHODS`): ``products`` to ``cfg.target`` (NaN if not
+        within the budget), ``closeness`` (``1 - gap``) and
         ``never_worse``, whether Lanczos's error was at most power
-        iteration's after every product.
+        iteration's after every product from that start.
     """
     race = RaceConfig(
         starts=cfg.starts,
@@ -85,17 +93,19 @@ def run(cfg: Config, data=None) -> pd.DataFrame:
             .groupby(both["start"])
             .all()
         )
-        rows.append(
-            pd.DataFrame(
-                dict(
-                    gap=gap,
-                    start=stops["start"],
-                    power=stops["power_to_target"],
-                    lanczos=stops["lanczos_to_target"],
-                    never_worse=ok.to_numpy(),
+        for method, column in METHODS.items():
+            rows.append(
+                pd.DataFrame(
+                    dict(
+                        gap=gap,
+                        closeness=1 - gap,
+                        start=stops["start"],
+                        method=method,
+                        products=stops[column],
+                        never_worse=ok.to_numpy(),
+                    )
                 )
             )
-        )
     return pd.concat(rows, ignore_index=True)
 
 
@@ -104,7 +114,9 @@ def facts(frame: pd.DataFrame, cfg: Config) -> dict:
     the smallest and the largest gap, whether it grows at every gap, and
     the slopes of log products against log(1 - gap) (theory: -1 for
     power iteration, -1/2 for Lanczos)."""
-    mean = frame.groupby("gap")[["power", "lanczos"]].mean()
+    mean = frame.pivot_table(
+        index="gap", columns="method", values="products", aggfunc="mean"
+    ).rename(columns={v: k for k, v in NAMES.items()})
     ratio = mean["power"] / mean["lanczos"]
     x = np.log(1 - mean.index.to_numpy())
     return dict(
@@ -114,7 +126,7 @@ def facts(frame: pd.DataFrame, cfg: Config) -> dict:
         gap_ratio_lo=float(ratio.iloc[0]),
         gap_ratio_hi=float(ratio.iloc[-1]),
         gap_rising=bool((ratio.diff().dropna() > 0).all()),
-        gap_reached=bool(frame[["power", "lanczos"]].notna().all().all()),
+        gap_reached=bool(frame["products"].notna().all()),
         slope_power=float(np.polyfit(x, np.log(mean["power"]), 1)[0]),
         slope_lanczos=float(np.polyfit(x, np.log(mean["lanczos"]), 1)[0]),
         gap_never_worse=bool(frame["never_worse"].all()),

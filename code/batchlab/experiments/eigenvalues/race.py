@@ -338,6 +338,7 @@ CLAIMS = [
             f["race_gap_short"] > f["race_gap_long"]
             and f["race_ratio_short"] > f["race_ratio_long"]
         ),
+        where=("longer", "wider", "rate", "digits"),
         measure=("race_gap_short", "race_gap_long"),
     ),
     Claim(
@@ -347,6 +348,7 @@ CLAIMS = [
         "estimate changes by less than 1e-3 leaves a median error above "
         "1e-3",
         lambda f: f["change_err_short"] > f["race_tol"],
+        where=("longer", "wider", "rate", "digits"),
         measure=("change_err_short", "change_err_max_short"),
     ),
     Claim(
@@ -366,15 +368,17 @@ CLAIMS = [
         "a start whose component along the top eigenvector is below a "
         "third of a typical one's",
         lambda f: f["bad_from_l2"] < 1e-3 and f["bad_component"] < 1 / 3,
-        where=("longer", "wider", "rate", "digits"),
         measure=("bad_stops", "bad_from_l2", "bad_component"),
     ),
     Claim(
         "ev-remedies",
         "finding",
         "at the tolerance 1e-6 every start stops within 1e-4, and the "
-        "better of two starts at 1e-3 within 1e-3",
-        lambda f: f["tight_err_max"] < 1e-4 and f["two_starts_err_max"] < 1e-3,
+        "better of two starts at 1e-3 within 2e-3",
+        lambda f: (
+            f["tight_err_max"] < 1e-4
+            and f["two_starts_err_max"] < 2 * f["race_tol"]
+        ),
         where=("longer", "wider", "rate", "digits"),
         measure=("tight_err_max", "two_starts_err_max"),
     ),

@@ -141,7 +141,6 @@ CLAIMS = [
         "least (1 + (d-1) rho) / (1 - rho) and less than the "
         "Marchenko-Pastur factor above it",
         lambda f: f["ratio_lo"] >= 0 and f["ratio_hi"] + 1 < f["band"],
-        where=("wider",),
         measure=("ratio_lo", "ratio_hi"),
     ),
     Claim(

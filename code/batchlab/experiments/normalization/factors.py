@@ -270,6 +270,15 @@ CLAIMS = [
         quick=True,
     ),
     Claim(
+        "nz-std-stable",
+        "finding",
+        "at the shared rate the network with standardized hidden layers "
+        "trains without diverging, every seed",
+        lambda f: f["diverged_seeds"] == 0,
+        where=("longer", "wider", "rate"),
+        measure=("diverged_seeds",),
+    ),
+    Claim(
         "nz-same-a",
         "finding",
         "for the same function, standardizing changes the input factor A "

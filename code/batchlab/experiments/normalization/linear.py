@@ -61,17 +61,32 @@ def synthetic_inputs(cfg) -> torch.Tensor:
 
 def _rows(name: str, x: torch.Tensor, shift: float) -> pd.DataFrame:
     x = x[:, varying(x)].double()  # constant features dropped, stated
-    _, rows = linear_conditioning(x, KINDS)
+    spectra, rows = linear_conditioning(x, KINDS)
     shifted = x + shift
-    _, (row,) = linear_conditioning(shifted, ["raw"])
+    more, (row,) = linear_conditioning(shifted, ["raw"])
+    spectra["shifted mean"] = more["raw"]
     m = shifted.mean(0)
     rows.append(dict(row, inputs="shifted mean", bound=1 + float(m @ m)))
-    frame = pd.DataFrame(rows)
+    values = pd.concat(
+        [
+            pd.DataFrame(
+                dict(
+                    kind="eigenvalue",
+                    data=name,
+                    inputs=k,
+                    index=range(1, len(ev) + 1),
+                    value=ev.numpy(),
+                )
+            )
+            for k, ev in spectra.items()
+        ]
+    )
+    frame = pd.DataFrame(rows).assign(kind="summary")
     moved = {
         k: float(((fit_transform(x, k)(x) - x) ** 2).mean())
         for k in ("pca", "zca")
     }
-    return frame.assign(
+    frame = frame.assign(
         data=name,
         moved=frame["inputs"].map(moved),
         features=x.shape[1],
@@ -79,6 +94,7 @@ def _rows(name: str, x: torch.Tensor, shift: float) -> pd.DataFrame:
         sd_lo=float(x.std(0).min()),
         sd_hi=float(x.std(0).max()),
     )
+    return pd.concat([frame, values], ignore_index=True)
 
 
 def run(cfg: Config, data=None) -> pd.DataFrame:
@@ -91,7 +107,9 @@ def run(cfg: Config, data=None) -> pd.DataFrame:
     Hessian whatever is done to them, and cannot be rescaled.
 
     Returns:
-        One row per ``data`` and ``inputs``: ``lambda_max``,
+        Rows of ``kind == "eigenvalue"`` (``data``, ``inputs``, ``index``
+        from 1 for the largest, ``value``) and of ``kind == "summary"``,
+        one per ``data`` and ``inputs``: ``lambda_max``,
         ``lambda_min``, ``condition``, ``bound`` (``1 + |m|^2`` for the
         shifted inputs), ``moved`` (mean squared distance of whitened
         inputs from the inputs, PCA and ZCA) and per data set the
@@ -114,7 +132,15 @@ def facts(frame: pd.DataFrame, cfg: Config) -> dict:
     summaries; ``white_dev``, the largest distance of a whitened
     condition number from one, and ``shift_excess``, the smallest
     shifted largest eigenvalue over its bound, minus one."""
-    out: dict = dict(mean_shift=cfg.mean_shift, near=cfg.near, dim=cfg.dim)
+    frame = frame[frame["kind"] == "summary"]
+    out: dict = dict(
+        mean_shift=cfg.mean_shift,
+        near=cfg.near,
+        syn_dim=cfg.dim,
+        syn_rho=cfg.rho,
+        syn_scale_lo=cfg.scale_lo,
+        syn_scale_hi=cfg.scale_hi,
+    )
     white = frame[frame["inputs"].isin(["pca", "zca"])]
     out["white_dev"] = float((white["condition"] - 1).abs().max())
     shifted = frame[frame["inputs"] == "shifted mean"]

@@ -34,7 +34,7 @@ class Config:
     batch_size: int = 32  # SGD batch size
     steps: int = 2000  # SGD steps at most
     check_every: int = 100  # steps between checks of the training loss
-    hessian_examples: int = 1000  # training examples in the exact Hessian
+    hessian_examples: int = 500  # training examples in the exact Hessian
     outliers: int = 9  # the spectrum's top outliers (classes - 1)
     scale_spread: float = 10.0  # badly scaled: scales from 1/spread to spread
     mean_shift: float = 3.0  # and this shift of every feature
@@ -203,7 +203,7 @@ CLAIMS = [
         "eigenvalue within a factor 5 of the median absolute one, at "
         "initialization or at matched loss",
         lambda f: f["mlp_min_ratio"] > 5,
-        where=("longer", "rate"),
+        where=("longer", "wider", "rate"),
         measure=("mlp_min_ratio",),
     ),
     Claim(
@@ -222,7 +222,7 @@ CLAIMS = [
         "at initialization, whitening narrows that ratio at least twofold "
         "beyond standardizing",
         lambda f: f["mlp_white_gain_init"] > 2,
-        where=("longer", "wider", "rate"),
+        where=("longer", "wider", "rate", "digits"),
         measure=("mlp_white_gain_init", "mlp_white_gain_matched"),
     ),
     Claim(
