@@ -295,8 +295,8 @@ def test_relative_imports_resolve_from_modules_and_packages():
         "batchlab.lanczos"
     }
     assert resolve(
-        "from .. import runtime\nfrom ..train import train_sgd",
-        "batchlab.experiments.eigenvalues",
+        "from ... import runtime\nfrom ...train import train_sgd",
+        "batchlab.experiments.normalization.linear",
     ) == {"batchlab.runtime", "batchlab.train"}
     assert resolve("import os\nfrom numpy import linalg", "batchlab") == set()
 
