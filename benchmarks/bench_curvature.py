@@ -47,7 +47,7 @@ import torch.nn.functional as F
 from pyhessian import hessian as PyHessian
 
 from batchlab import data, hessian, lanczos, models, train
-from batchlab.experiments.eigenvalues.race import stop_on_change
+from batchlab.experiments.eigenvalues._race import stop_on_change
 
 # pyhessian/__init__ rebinds the name `hessian` to the class, so fetch the
 # module itself to instrument its group_product.

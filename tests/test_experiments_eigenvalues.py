@@ -11,7 +11,7 @@ import torch
 
 from batchlab import claims, data, lanczos
 from batchlab.experiments import eigenvalues
-from batchlab.experiments.eigenvalues import gaps, race
+from batchlab.experiments.eigenvalues import _race, gaps, race
 from batchlab.runtime import Scale
 
 
@@ -24,12 +24,12 @@ def test_sections_in_page_order_with_prefixed_claims():
 def test_stop_on_change_replays_the_rule_by_hand():
     # changes: 1 -> 2 (50 %), 2 -> 2.001 (0.05 %): fires at the third
     # product and returns the second estimate, as PyHessian does.
-    assert race.stop_on_change(np.array([1.0, 2.0, 2.001, 5.0]), 1e-3) == (
+    assert _race.stop_on_change(np.array([1.0, 2.0, 2.001, 5.0]), 1e-3) == (
         3,
         2.0,
     )
     with pytest.raises(ValueError, match="never changed"):
-        race.stop_on_change(np.array([1.0, 2.0, 4.0]), 1e-3)
+        _race.stop_on_change(np.array([1.0, 2.0, 4.0]), 1e-3)
 
 
 def known(d: torch.Tensor) -> lanczos.Eigen:
@@ -53,7 +53,7 @@ def test_race_counts_products_from_the_closed_form():
         stop_steps=50,
     )
     op = lanczos.MatrixOperator(d, diagonal=True)
-    traces, stops = race.race_starts(op, known(d), cfg)
+    traces, stops = _race.race_starts(op, known(d), cfg.budget())
     gen = torch.Generator().manual_seed(0)  # the race's own starts
     for i in range(3):
         c = torch.randn(50, generator=gen, dtype=torch.float64)
@@ -62,7 +62,7 @@ def test_race_counts_products_from_the_closed_form():
         err = (1.0 - (w * d).sum(1) / w.sum(1)).numpy()
         row = stops.iloc[i]
         assert row["power_to_target"] == np.flatnonzero(err <= 1e-4)[0] + 1
-        n, value = race.stop_on_change(1.0 - err, 1e-3)
+        n, value = _race.stop_on_change(1.0 - err, 1e-3)
         assert row["change_products"] == n
         assert row["change_error"] == pytest.approx(1.0 - value)
         rule = lanczos.lanczos_top(op, tol=1e-3, max_steps=50, v0=c)
@@ -71,10 +71,10 @@ def test_race_counts_products_from_the_closed_form():
             abs(float(c[-1])) * 50**0.5 / float(c.norm())
         )
     assert (stops["lanczos_to_target"] <= stops["power_to_target"]).all()
-    assert race.never_worse(traces)
+    assert _race.never_worse(traces)
     with pytest.raises(ValueError, match="positive top eigenvalue"):
         negative = lanczos.Eigen(np.array([-1.0, -2.0]), np.eye(50, 2), 0)
-        race.race_starts(op, negative, cfg)
+        _race.race_starts(op, negative, cfg.budget())
 
 
 def test_never_worse_detects_a_worse_lanczos_row():
@@ -86,9 +86,9 @@ def test_never_worse_detects_a_worse_lanczos_row():
             lanczos=[0.4, 0.2, 0.3],
         )
     )
-    assert not race.never_worse(traces)  # 0.2 > 0.1 at the second product
+    assert not _race.never_worse(traces)  # 0.2 > 0.1 at the second product
     traces["lanczos"] = [0.4, 0.1, 0.9]
-    assert race.never_worse(traces)  # NaN: power iteration had converged
+    assert _race.never_worse(traces)  # NaN: power iteration had converged
 
 
 def test_gapped_spectrum_has_the_asked_ratio_and_rejects_bad_gaps():

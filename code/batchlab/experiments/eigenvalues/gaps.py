@@ -14,8 +14,7 @@ import torch
 from ...claims import Claim
 from ...lanczos import Eigen, MatrixOperator
 from ...runtime import Wider, more_of, pick
-from .race import Config as RaceConfig
-from .race import race_starts
+from ._race import Budget, race_starts
 
 #: The methods, by their name in the frame, with the race's columns.
 METHODS = {
@@ -73,12 +72,12 @@ def run(cfg: Config, data=None) -> pd.DataFrame:
         ``never_worse``, whether Lanczos's error was at most power
         iteration's after every product from that start.
     """
-    race = RaceConfig(
-        starts=cfg.starts,
-        power_steps=cfg.power_steps,
-        lanczos_steps=cfg.lanczos_steps,
-        stop_steps=cfg.lanczos_steps,
-        target=cfg.target,
+    race = Budget(
+        cfg.starts,
+        cfg.power_steps,
+        cfg.lanczos_steps,
+        cfg.lanczos_steps,
+        cfg.target,
     )
     rows = []
     for gap in cfg.gaps:

@@ -138,9 +138,8 @@ CLAIMS = [
         "nz-kappa-band",
         "finding",
         "at every correlation the standardized condition number is at "
-        "least (1 + (d-1) rho) / (1 - rho) and less than the "
-        "Marchenko-Pastur factor above it",
-        lambda f: f["ratio_lo"] >= 0 and f["ratio_hi"] + 1 < f["band"],
+        "least (1 + (d-1) rho) / (1 - rho) and less than 25 % above it",
+        lambda f: f["ratio_lo"] >= 0 and f["ratio_hi"] < 0.25,
         measure=("ratio_lo", "ratio_hi"),
     ),
     Claim(

