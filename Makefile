@@ -24,7 +24,8 @@ PAGEFLAGS := -n --keep-going
 # cache (and Sphinx's doctrees) away, or a stale figure gets published.
 DEPS   := $(shell find code -type f \( -name '*.py' -o -name '*.mplstyle' \) | sort) requirements.txt pyproject.toml
 
-.PHONY: help venv cache-check book chapter robust ledger test test-fast lint bench bench-build bench-threads survey pdf pdf-check clean
+PHONY_I18N := book-ja catalogues i18n-check
+.PHONY: help venv cache-check book chapter robust ledger test test-fast lint bench bench-build bench-threads survey pdf pdf-check clean $(PHONY_I18N)
 
 help:
 	@echo "make book      execute every chapter and build the HTML (_build/html)"
@@ -72,6 +73,32 @@ book: cache-check
 	BATCHLAB_SCALE=$(SCALE) $(BIN)/python -m booktools.execute $(BUILD)
 	BATCHLAB_SCALE=$(SCALE) $(BIN)/jupyter-book build . --path-output $(OUT) $(JBFLAGS) \
 	  || { rm -rf $(BUILD)/.doctrees; exit 1; }
+	@if [ -d $(LOCALES) ]; then $(MAKE) --no-print-directory book-ja; fi
+
+# The Japanese edition (booktools.i18n): the same pages rendered from the
+# same executed notebooks (the English build's cache: nothing runs twice),
+# the prose from the catalogues in locales/ja; the site goes to
+# $(BUILD)/html/ja, beside the English pages.
+LOCALES := locales/ja/LC_MESSAGES
+JA     := $(BUILD)/ja
+book-ja: $(STAMP)
+	$(BIN)/python -m booktools.i18n config $(BUILD) $(BUILD)/_config_ja.yml
+	BATCHLAB_SCALE=$(SCALE) $(BIN)/jupyter-book build . --config $(BUILD)/_config_ja.yml \
+	  --path-output $(JA) $(JBFLAGS) || { rm -rf $(JA)/_build/.doctrees; exit 1; }
+	rm -rf $(BUILD)/html/ja && cp -r $(JA)/_build/html $(BUILD)/html/ja
+
+# The catalogues, from the pages as they are now (run after make book:
+# the messages come from the executed pages): new English messages come
+# in untranslated, changed ones fuzzy. `make i18n-check` fails on either.
+catalogues: $(STAMP)
+	$(BIN)/python -m booktools.i18n gettext-config $(BUILD) $(BUILD)/_config_gettext.yml
+	BATCHLAB_SCALE=$(SCALE) $(BIN)/jupyter-book build . --config $(BUILD)/_config_gettext.yml \
+	  --path-output $(BUILD)/gettext --builder custom --custom-builder gettext $(JBFLAGS)
+	$(BIN)/sphinx-intl update -p $(BUILD)/gettext/_build/gettext -l ja -d locales
+	$(BIN)/python -m booktools.i18n rewrite $(LOCALES)
+
+i18n-check: catalogues
+	$(BIN)/python -m booktools.i18n check $(LOCALES)
 
 # One page alone, for quick iteration. Its links to other pages and its
 # citations (the bibliography is a page of its own) cannot resolve in a
@@ -85,11 +112,17 @@ chapter: $(STAMP)
 	  || { rm -rf $(PAGE)/.doctrees; exit 1; }
 
 # The book with other seed sets, each into its own folder: a claim that
-# held only for the default seeds fails here.
+# held only for the default seeds fails here. Ctrl-C or SIGTERM stops the
+# loop, not just the build under way, and so does a build that a signal
+# ended (status above 128); its finished pages stay cached.
 robust: $(STAMP)
-	@failed=""; for s in $(ROBUST_SEEDS); do \
-	  $(MAKE) book BATCHLAB_SEED=$$s OUT=$(BUILD)/robust/seed$$s \
-	    || failed="$$failed $$s"; \
+	@trap 'echo "make robust: stopped at seed set $$s"; exit 130' INT; \
+	trap 'echo "make robust: stopped at seed set $$s"; exit 143' TERM; \
+	failed=""; for s in $(ROBUST_SEEDS); do \
+	  $(MAKE) book BATCHLAB_SEED=$$s OUT=$(BUILD)/robust/seed$$s; rc=$$?; \
+	  if [ $$rc -gt 128 ]; then \
+	    echo "make robust: stopped at seed set $$s"; exit $$rc; fi; \
+	  [ $$rc -eq 0 ] || failed="$$failed $$s"; \
 	done; \
 	if [ -n "$$failed" ]; then echo "make robust: seed sets$$failed failed"; exit 1; fi
 
@@ -159,10 +192,12 @@ pdf-check:
 # (<chapter>.pdf, no solutions) and an instructor edition
 # (<chapter>-instructor.pdf): one LaTeX build writes them all
 # (booktools.latex). When the site is built, the PDFs go under its pdf/.
+# LaTeX reads no terminal: after Ctrl-C (or an error) it would wait at its
+# "?" prompt, left behind when make returns.
 pdf: cache-check pdf-check
 	rm -rf $(BUILD)/latex $(BUILD)/pdf
 	BATCHLAB_SCALE=$(SCALE) $(BIN)/python -m booktools.execute $(BUILD)
-	BATCHLAB_SCALE=$(SCALE) $(BIN)/jupyter-book build . --path-output $(OUT) --builder pdflatex $(JBFLAGS)
+	BATCHLAB_SCALE=$(SCALE) $(BIN)/jupyter-book build . --path-output $(OUT) --builder pdflatex $(JBFLAGS) < /dev/null
 	$(BIN)/python -m booktools.handouts $(BUILD)/latex _toc.yml $(BUILD)/pdf
 	if [ -d $(BUILD)/html ]; then \
 	  mkdir -p $(BUILD)/html/pdf && cp $(BUILD)/pdf/*.pdf $(BUILD)/html/pdf/; \

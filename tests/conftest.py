@@ -1,14 +1,18 @@
 """Shared fixtures and helpers: the repository root, a network guard, the
-table of contents, and the built book (HTML and PDF)."""
+table of contents, the built book (HTML and PDF), and runs that tests
+stop with a signal."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
+import psutil
 import pytest
 import yaml
 
@@ -153,5 +157,100 @@ class BuiltBook:
 
 @pytest.fixture(scope="session")
 def built(tmp_path_factory) -> BuiltBook:
-    """The built book (see :class:`BuiltBook`)."""
+    """The built book (see :class:`BuiltBook`); only tests marked
+    ``book`` may use it (see :func:`pytest_runtest_setup`)."""
     return BuiltBook(tmp_path_factory.mktemp("book"))
+
+
+class Run:
+    """A command run in a session of its own (as a terminal runs a
+    foreground job), its output in files, for tests that stop it."""
+
+    def __init__(self, args: list[str], cwd: Path, tmp: Path, env=None):
+        self.out, self.err = tmp / "stdout.txt", tmp / "stderr.txt"
+        with open(self.out, "w") as out, open(self.err, "w") as err:
+            self.proc = subprocess.Popen(
+                args,
+                cwd=cwd,
+                env=env,
+                stdout=out,
+                stderr=err,
+                start_new_session=True,
+            )
+        self.seen: list[psutil.Process] = []
+
+    def stdout(self) -> str:
+        """What it printed so far."""
+        return self.out.read_text()
+
+    def stderr(self) -> str:
+        """What it printed to standard error so far."""
+        return self.err.read_text()
+
+    def tree(self) -> list:
+        """This process and every process below it (psutil), kernels in
+        sessions of their own included."""
+        me = psutil.Process(self.proc.pid)
+        tree = [me, *me.children(recursive=True)]
+        self.seen += [p for p in tree if p not in self.seen]
+        return tree
+
+    def signal(self, signum: int, group: bool) -> None:
+        """Send ``signum`` to its process group (what Ctrl-C in a terminal
+        and a CI timeout do) or to the process alone (``kill PID``)."""
+        if group:
+            os.killpg(self.proc.pid, signum)
+        else:
+            self.proc.send_signal(signum)
+
+    def wait(self, timeout: float) -> int:
+        """Its exit status, waiting at most ``timeout`` seconds."""
+        return self.proc.wait(timeout=timeout)
+
+    def kill(self) -> None:
+        """Clean up after a failed test: every process seen in its tree,
+        orphans included, at once."""
+        if self.proc.poll() is None:
+            self.tree()
+        for proc in self.seen:
+            with contextlib.suppress(psutil.Error):
+                proc.kill()
+        self.proc.wait()
+
+
+def running(procs: list) -> list:
+    """The processes of ``procs`` still running (not ended, not zombies)."""
+    left = []
+    for proc in procs:
+        with contextlib.suppress(psutil.Error):
+            if proc.status() != psutil.STATUS_ZOMBIE:
+                left.append(proc)
+    return left
+
+
+def wait_for(predicate, timeout: float, what: str) -> None:
+    """Poll ``predicate`` until it holds; fail naming ``what`` if it does
+    not within ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            pytest.fail(f"{what}: not seen within {timeout} s")
+        time.sleep(0.1)
+
+
+#: Fixtures that build the book or its PDFs.
+BUILDING_FIXTURES = {"built"}
+
+
+def pytest_runtest_setup(item) -> None:
+    """Fail a test that builds the book or its PDFs (through the
+    ``built`` fixture, directly or through another fixture) without the
+    ``book`` mark: ``-m "not book"`` would otherwise quietly build it."""
+    uses = BUILDING_FIXTURES & set(getattr(item, "fixturenames", ()))
+    if uses and item.get_closest_marker("book") is None:
+        pytest.fail(
+            f"{item.nodeid} builds the book (fixture {sorted(uses)}) but "
+            "is not marked @pytest.mark.book; the fast suite must build "
+            "nothing",
+            pytrace=False,
+        )

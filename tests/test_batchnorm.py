@@ -1,6 +1,9 @@
+import copy
+
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from batchlab import batchnorm as bn
@@ -221,3 +224,67 @@ def test_ema_variance_law_by_simulation():
         if t > 100:
             vals.append(m)
     assert np.isclose(np.var(vals), bn.ema_variance(alpha, 1.0, b), rtol=0.05)
+
+
+def test_ghost_batchnorm_is_batchnorm_of_each_group():
+    gen = torch.Generator().manual_seed(1)
+    x = (torch.randn(12, 5, generator=gen) * 2 + 1).requires_grad_()
+    ghost = bn.GhostBatchNorm1d(5, group=4, momentum=0.2)
+    with torch.no_grad():
+        ghost.weight.uniform_(0.5, 2.0, generator=gen)
+        ghost.bias.uniform_(-1, 1, generator=gen)
+    ref = nn.BatchNorm1d(5, momentum=0.2)
+    ref.load_state_dict(ghost.state_dict())
+    out = ghost(x)
+    chunks = [ref(c) for c in x.split(4)]  # one BatchNorm call per group
+    assert torch.allclose(out, torch.cat(chunks), atol=1e-5)
+    (g_ours,) = torch.autograd.grad((out**3).sum(), x)
+    (g_ref,) = torch.autograd.grad((torch.cat(chunks) ** 3).sum(), x)
+    assert torch.allclose(g_ours, g_ref, atol=1e-4)
+    # one running update with the mean over groups of their statistics
+    groups = x.detach().reshape(3, 4, 5)
+    mean = 0.2 * groups.mean(1).mean(0)
+    var = 0.8 + 0.2 * groups.var(1, unbiased=True).mean(0)
+    assert torch.allclose(ghost.running_mean, mean, atol=1e-6)
+    assert torch.allclose(ghost.running_var, var, atol=1e-6)
+    ghost.eval(), ref.eval()
+    ref.load_state_dict(ghost.state_dict())
+    assert torch.allclose(ghost(x), ref(x), atol=1e-6)
+
+
+def test_ghost_batchnorm_with_one_group_is_torch_batchnorm():
+    x = torch.randn(8, 3) * 3
+    ghost, ref = bn.GhostBatchNorm1d(3, group=8), nn.BatchNorm1d(3)
+    assert torch.allclose(ghost(x), ref(x), atol=1e-5)
+    assert torch.allclose(ghost.running_var, ref.running_var, atol=1e-6)
+    with pytest.raises(ValueError, match="multiple of group"):
+        ghost(torch.randn(6, 3))
+    with pytest.raises(ValueError, match="at least 2"):
+        bn.GhostBatchNorm1d(3, group=1)
+    net = bn.bn_mlp([4, 6, 3], seed=0, group=2)
+    assert isinstance(net[1], bn.GhostBatchNorm1d) and net[1].group == 2
+    with pytest.raises(ValueError, match="group is for"):
+        bn.bn_mlp([4, 6, 3], "layernorm", group=2)
+
+
+def test_whole_data_module_and_population_loss():
+    d = data.mnist1d(num_samples=200)
+    net = bn.bn_mlp([40, 7, 5, 10], seed=3)
+    x, xs = d.x_train[:9], d.x_train
+    for differentiate in (False, True):
+        model = bn.WholeDataBatchNorm(net, xs, differentiate)
+        want = bn.data_stats_forward(net, x, xs, differentiate)
+        assert torch.equal(model(x), want)
+        assert list(model.parameters()) == list(net.parameters())
+    # normalizing with population statistics: precise statistics, eval
+    probe = copy.deepcopy(net)
+    bn.set_precise_stats(probe, d.x_train)
+    probe.eval()
+    with torch.no_grad():
+        want = F.cross_entropy(probe(d.x_train), d.y_train).item()
+    assert np.isclose(
+        bn.population_loss(net, d.x_train, d.y_train), want, rtol=1e-5
+    )
+    assert net.training
+    with pytest.raises(ValueError, match="no BatchNorm"):
+        bn.WholeDataBatchNorm(nn.Sequential(nn.Linear(2, 2)), xs, True)

@@ -1,6 +1,7 @@
 """The book as a whole: every page executes, the build fails loudly, the
 built site has a page per table-of-contents entry, the cache is dropped
-when the helpers change."""
+when the helpers change, an output folder inside the book is no source,
+and `make robust` stops with the build it runs."""
 
 from __future__ import annotations
 
@@ -18,7 +19,9 @@ from conftest import (
     make_var,
     toc_files,
 )
+from jupyter_book.config import get_final_config
 from nbclient import NotebookClient
+from sphinx.util.matching import get_matching_files
 
 
 def test_toc_lists_existing_pages():
@@ -204,6 +207,40 @@ def test_robust_builds_each_seed_set_into_its_own_folder():
     for s in ("1", "2"):
         assert f"robust/seed{s}/_build/.jupyter_cache" in dry
     assert make_var("ROBUST_SEEDS").split() == ["1", "2"]
+
+
+def test_an_output_folder_inside_the_book_is_not_read_as_pages(tmp_path):
+    # `make book OUT=dir` puts dir/_build (its cached notebooks included)
+    # inside the sources; Sphinx must not read it as pages.
+    config, _ = get_final_config(
+        user_yaml=ROOT / "_config.yml",
+        cli_config={"latex_individualpages": False},  # as the CLI passes
+    )
+    pages = ["chapters/a.md"]
+    builds = [
+        "out/_build/.jupyter_cache/executed/0123/base.ipynb",
+        "out/_build/jupyter_execute/chapters/a.ipynb",
+        "deeper/out/_build/html/_sources/chapters/a.md",
+        "_build/jupyter_execute/chapters/a.ipynb",
+    ]
+    for name in pages + builds:
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text("{}")
+    found = get_matching_files(tmp_path, ("**",), config["exclude_patterns"])
+    assert sorted(found) == pages
+
+
+def test_robust_stops_at_a_build_that_a_signal_ended(tmp_path):
+    # A stand-in for the recursive make, killed by a signal as a build is
+    # when it is stopped: the loop must not go on to the next seed set.
+    calls, stub = tmp_path / "calls.txt", tmp_path / "make"
+    stub.write_text(f'#!/bin/sh\necho "$*" >> {calls}\nkill -KILL $$\n')
+    stub.chmod(0o755)
+    stamp = make_var("STAMP")
+    done = make("-o", stamp, "robust", "ROBUST_SEEDS=1 2 3", f"MAKE={stub}")
+    assert done.returncode != 0
+    assert len(calls.read_text().splitlines()) == 1
+    assert "make robust: stopped at seed set 1" in done.stdout
 
 
 @pytest.mark.book

@@ -104,3 +104,28 @@ def test_train_to_loss_on_the_device_matches_the_cpu(small, device):
     a, b = run(device), run(torch.device("cpu"))
     assert a.steps.tolist() == b.steps.tolist()
     np.testing.assert_allclose(a.train_loss, b.train_loss, rtol=1e-4)
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda dev: models.mlp([4, 3, 2], seed=0, device=dev).parameters(),
+        lambda dev: models.mlp(
+            [4, 4, 2], seed=0, norm="batchnorm", device=dev
+        ).buffers(),
+        lambda dev: [data.mnist1d(num_samples=200, device=dev).x_train],
+        lambda dev: [data.digits(device=dev).x_train],
+        lambda dev: [data.load("digits", device=dev).y_test],
+    ],
+    ids=["mlp", "mlp-buffers", "mnist1d", "digits", "load"],
+)
+def test_an_explicit_device_wins_over_the_default(monkeypatch, make):
+    # Without a GPU: the default device is "meta" (as a GPU would be at
+    # full scale) and the caller asks for the CPU. A factory that
+    # ignores its device= argument lands on meta and fails here.
+    from batchlab import runtime
+
+    monkeypatch.setattr(runtime, "device", lambda *a: torch.device("meta"))
+    tensors = list(make("cpu"))
+    assert tensors and all(t.device.type == "cpu" for t in tensors)
+    assert all(t.device.type == "meta" for t in make(None))

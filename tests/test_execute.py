@@ -1,13 +1,17 @@
 """booktools.execute: pages run in parallel into the cache that myst-nb
-reads, failures are named, and time and memory are recorded."""
+reads, failures are named, time and memory are recorded, and a stopped
+run leaves nothing running and caches only the pages that finished."""
 
 from __future__ import annotations
 
+import os
 import shutil
+import signal
+import sys
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, jupyter_book
+from conftest import ROOT, Run, jupyter_book, running, wait_for
 
 from booktools import execute
 
@@ -83,6 +87,19 @@ def test_pages_run_into_the_cache_sphinx_reads(tmp_path, in_book):
 
 
 @pytest.mark.book
+def test_a_build_into_a_folder_inside_the_book_succeeds(tmp_path, in_book):
+    # `make book OUT=out`: out/_build, cached notebooks included, lies in
+    # the sources and must not be read as pages (warnings fail the build)
+    book = in_book(tiny_book(tmp_path, {"a": "Text.\n", "b": cell("1")}))
+    assert execute.run(book, book / "out/_build") == 0
+    done = jupyter_book(".", "--path-output", "out", cwd=book)
+    log = done.stdout + done.stderr
+    assert done.returncode == 0, log[-3000:]
+    assert "Using cached notebook" in log
+    assert (book / "out/_build/html/chapters/b.html").is_file()
+
+
+@pytest.mark.book
 def test_a_failing_page_is_named_and_not_cached(tmp_path, in_book, capsys):
     book = in_book(
         tiny_book(tmp_path, {"ok": cell("1"), "bad": cell("1 / 0")})
@@ -117,6 +134,80 @@ def test_report_pages_run_last_and_again_after_any_page(tmp_path, in_book):
     assert execute.run(book, build) == 0
     second = execute.measurements(build / ".jupyter_cache")["reproducing"]
     assert second != first
+
+
+# A page that sleeps as long as $STUB_SLEEP says: long enough to be
+# stopped half-way, or not at all (the code, hence the cache key, is the
+# same either way).
+SLEEPER = cell(
+    "import os, time\ntime.sleep(float(os.environ.get('STUB_SLEEP', '0')))"
+)
+QUICK = cell("print('quick')")
+
+
+def executor(book: Path, tmp: Path, sleep: float) -> Run:
+    """``python -m booktools.execute _build`` on ``book``, started."""
+    # connection files of kernels go to TMPDIR (jupyter_client)
+    env = dict(os.environ, STUB_SLEEP=str(sleep), TMPDIR=str(tmp))
+    env.pop(execute.CACHE_VAR, None)
+    args = [sys.executable, "-m", "booktools.execute", "_build"]
+    return Run(args, book, tmp, env=env)
+
+
+def connection_files(folder: Path) -> list[Path]:
+    """Kernel connection files left in ``folder``."""
+    return [f for f in folder.glob("*.json") if "shell_port" in f.read_text()]
+
+
+def kernels(run: Run) -> list:
+    return [
+        p for p in run.tree() if "ipykernel_launcher" in " ".join(p.cmdline())
+    ]
+
+
+@pytest.mark.parametrize(
+    "signum, group",
+    [(signal.SIGINT, True), (signal.SIGTERM, False)],
+    ids=["ctrl-c", "kill-pid"],
+)
+def test_a_stopped_run_ends_its_kernels_and_caches_only_finished_pages(
+    tmp_path, signum, group
+):
+    book = tiny_book(tmp_path, {"quick": QUICK, "slow": SLEEPER})
+    (tmp_path / "first").mkdir()
+    run = executor(book, tmp_path / "first", sleep=120)
+    try:
+        wait_for(lambda: "quick.md in" in run.stdout(), 120, "quick cached")
+        wait_for(lambda: kernels(run), 60, "the sleeping page's kernel")
+        tree = run.tree()
+        run.signal(signum, group)
+        assert run.wait(timeout=10) == 128 + signum
+    finally:
+        run.kill()
+    assert running(tree) == []
+    # the kernel was shut down through its manager, which removed its file
+    assert connection_files(tmp_path / "first") == []
+    assert run.stderr().splitlines()[-1] == (
+        f"interrupted by {signal.Signals(signum).name}: stopped executing "
+        "slow; the page that finished is kept in the cache, and the next "
+        "build executes only the rest"
+    )
+    cached = execute.measurements(book / "_build/.jupyter_cache")
+    assert set(cached) == {"quick"}
+    # the next run executes the stopped page alone
+    (tmp_path / "again").mkdir()
+    again = executor(book, tmp_path / "again", sleep=0)
+    assert again.wait(timeout=120) == 0, again.stderr()[-3000:]
+    assert "executing 1 pages" in again.stdout()
+    assert "slow.md in" in again.stdout()
+    assert "quick.md in" not in again.stdout()
+
+
+def test_stop_message_names_what_was_stopped_and_what_is_kept():
+    left = ["/b/chapters/hessian.md", "/b/chapters/batchnorm.md"]
+    message = execute.stop_message(left, ["a", "b"])
+    assert message.startswith("stopped executing hessian, batchnorm; the 2")
+    assert execute.stop_message(left, []).endswith("no page had finished")
 
 
 def test_workers_never_exceed_pages_or_cpus(monkeypatch):

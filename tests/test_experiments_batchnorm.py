@@ -1,257 +1,483 @@
+"""The BatchNorm chapter's sections: their measurements against direct
+computations, and their facts on small synthetic frames (so that every
+claim's predicate runs in the fast suite)."""
+
+import math
+from dataclasses import replace
+
 import numpy as np
 import pandas as pd
 import pytest
 import torch
-import torch.nn.functional as F
 
 from batchlab import batchnorm as bn
-from batchlab import data, train
-from batchlab.experiments import batchnorm as exp
+from batchlab import claims, data, runtime, train
+from batchlab.experiments import batchnorm as chapter
+from batchlab.experiments.batchnorm import (
+    conv,
+    epsilon,
+    escape,
+    hessian,
+    jumps,
+    modes,
+    pairs,
+    rate,
+    running,
+    smallbatch,
+    spread,
+    wholedata,
+    work,
+)
 
 
-def test_bias_escape_and_jumps():
-    out = exp.bias_escape(20, 0.5, inside=False)
-    inn = exp.bias_escape(20, 0.5, inside=True)
-    assert out[-1]["bias"] > 5 and abs(inn[-1]["bias"]) < 1e-6
-    assert abs(out[-1]["loss"] - out[0]["loss"]) < 1e-4
-    d = data.mnist1d(num_samples=500)
-    rows = exp.renormalization_jumps(d, [40, 8, 10], 20, 10, 0.05, 16, True)
-    losses = [r["loss"] for r in rows]
-    assert abs(losses[1] - losses[0]) < 1e-5
+@pytest.fixture(scope="module")
+def mnist():
+    return data.mnist1d(num_samples=600)
 
 
-def test_layer_inputs_and_batch_mean_spread():
-    d = data.mnist1d(num_samples=500)
-    net = bn.bn_mlp([40, 8, 6, 10], seed=0)
-    inputs = bn.layer_inputs(net, d.x_train, 0)
-    assert torch.allclose(inputs, net[0](d.x_train), atol=1e-6)
-    assert net.training  # mode restored
-    n = len(inputs)
-    # B close to N: sampling without replacement shrinks the spread by
-    # sqrt((N - B) / (N - 1)) = 0.32 against sigma / sqrt(B)
-    b = n - 40
-    rows = exp.batch_mean_spread(inputs, [4, b], draws=400, seed=0)
-    sigma = inputs.std(0, unbiased=False)
-    naive = float((sigma / b**0.5).mean())
-    assert np.isclose(
-        rows[1]["theory"], naive * ((n - b) / (n - 1)) ** 0.5, rtol=1e-5
-    )
-    for r in rows:
-        assert abs(r["ratio"] - 1) < 0.12
-    assert rows[1]["measured"] < 0.5 * naive
-    with pytest.raises(ValueError, match="batch sizes"):
-        exp.batch_mean_spread(inputs, [len(inputs)], draws=5)
-    with pytest.raises(ValueError, match="index"):
-        bn.layer_inputs(net, d.x_train, 5)
+def test_every_section_is_listed_and_has_claims():
+    names = [s.__name__.rsplit(".", 1)[1] for s in claims.sections(chapter)]
+    assert len(names) == len(set(names)) == 13
+    for section in claims.sections(chapter):
+        assert section.CLAIMS and all(
+            c.id.startswith("bn-") for c in section.CLAIMS
+        )
+        book = section.Config.for_scale("book")
+        assert runtime.variants_of(book)  # every section has variants
 
 
-def test_running_vs_population_rows_match_a_direct_tracker():
-    d = data.mnist1d(num_samples=500)
-    rows = exp.running_vs_population(
-        d,
-        [40, 8, 6, 10],
-        0.01,
-        40,
-        20,
-        [0.1, None],
-        layer_index=1,
-        batch_size=16,
-    )
-    assert [r["step"] for r in rows] == [20, 20, 40, 40]
-    assert {r["momentum"] for r in rows} == {"0.1", "cumulative"}
-    # momentum 0.1 equals torch's own running mean of the second layer,
-    # compared with that layer's inputs under population-normalized
-    # layers below: rebuild the run and compute them by hand
-    net = bn.bn_mlp([40, 8, 6, 10], seed=0)
-    train.train_sgd(net, d, train.SGDConfig(16, 0.01, 40))
-    with torch.no_grad():
-        h1 = net[0](d.x_train)
-        z = (h1 - h1.mean(0)) / torch.sqrt(h1.var(0, unbiased=False) + 1e-5)
-        h2 = net[3](torch.tanh(z * net[1].weight + net[1].bias))
-    diff = (net[4].running_mean - h2.mean(0)).abs()
-    last = [r for r in rows if r["step"] == 40 and r["momentum"] == "0.1"]
-    assert np.isclose(last[0]["error"], float(diff.mean()), rtol=1e-4)
-    sigma = h2.std(0, unbiased=False)
-    rel = float((diff / sigma).mean())
-    assert np.isclose(last[0]["rel_error"], rel, rtol=1e-3)
-
-
-def test_update_work_counts_examples_per_update():
-    d = data.mnist1d(num_samples=500)
-    rows = exp.update_work(
-        [100, 400], d.x_train, d.y_train, [40, 8, 6, 10], 16, repeats=2
-    )
-    got = {(r["n"], r["mode"]): r["examples"] for r in rows}
-    for n in (100, 400):
-        assert got[(n, "per batch")] == 16
-        assert got[(n, "whole data, constant")] == n + 16
-        assert got[(n, "whole data, differentiated")] == n + 16
-    with pytest.raises(ValueError, match="batch_size <= n"):
-        exp.update_work([8], d.x_train, d.y_train, [40, 8, 10], 16)
-
-
-def test_progress_per_update_counts_work_and_drift():
-    d = data.mnist1d(num_samples=500).subset(200)
-    sizes = [40, 8, 6, 10]
-    runs = {
-        mode: exp.progress_per_update(d, sizes, mode, 20, 10, batch_size=16)
-        for mode in exp.MODES
-    }
-    assert [r["step"] for r in runs["per batch"]] == [0, 10, 20]
-    assert runs["per batch"][0]["examples"] == 0
-    assert runs["per batch"][-1]["examples"] == 20 * 16
-    assert runs["whole data, constant"][-1]["examples"] == 20 * (200 + 16)
-    # statistics inside the gradient: biases before BatchNorm get none
-    assert runs["per batch"][-1]["bias_drift"] < 1e-5
-    assert runs["whole data, differentiated"][-1]["bias_drift"] < 1e-5
-    drift = [r["bias_drift"] for r in runs["whole data, constant"]]
-    assert drift[0] == 0 and 0.01 < drift[1] < drift[2]
-    # the loss reported is that of the population-normalized network
-    net = bn.bn_mlp(sizes, seed=0)
-    bn.set_precise_stats(net, d.x_train)
-    net.eval()
-    with torch.no_grad():
-        start = float(F.cross_entropy(net(d.x_train), d.y_train))
-    for rows in runs.values():
-        assert rows[-1]["loss"] < start
-    with pytest.raises(ValueError, match="mode"):
-        exp.progress_per_update(d, sizes, "sometimes", 2, 1)
-
-
-def test_train_eval_agreement():
-    d = data.mnist1d(num_samples=500)
-    net = bn.bn_mlp([40, 8, 6, 10], seed=0)
-    train.train_sgd(net, d, train.SGDConfig(16, 0.1, 100))
-    x, y = d.x_test, d.y_test
-    bn.set_precise_stats(net, x)  # evaluation mode = one batch of all x
-    saved = net[1].running_mean.clone()
-    rows = exp.train_eval_agreement(net, x, y, [2, len(x)])
-    assert torch.equal(net[1].running_mean, saved)  # a copy was used
-    whole = [r for r in rows if r["B"] == len(x) and r["batches"] == "random"]
-    assert whole[0]["agreement"] > 0.99
-    assert {r["batches"] for r in rows} == {"random", "one class"}
-    with torch.no_grad():
+def test_counting_sees_training_mode_only():
+    net = bn.bn_mlp([4, 6, 3], seed=0)
+    with work.counting(net[0]) as seen:
+        net(torch.randn(5, 4))
         net.eval()
-        acc = float((net(x).argmax(1) == y).float().mean())
-    assert all(np.isclose(r["eval_accuracy"], acc) for r in rows)
-    # batches that hold one class never mix labels
-    for chunk in exp._batches(torch.argsort(y, stable=True), y, 7, True):
-        labels = torch.unique(y[chunk])
-        assert len(labels) == 1
-        assert len(chunk) == min(7, int((y == labels[0]).sum()))
-    with pytest.raises(ValueError, match="batch sizes"):
-        exp.train_eval_agreement(net, x, y, [1])
+        net(torch.randn(7, 4))
+    assert seen == [5]
+    net.train()
+    net(torch.randn(2, 4))
+    assert seen == [5]  # the hook is gone
 
 
-def test_effective_rate_with_and_without_batchnorm():
-    d = data.mnist1d(num_samples=500)
-    sizes = [40, 8, 6, 10]
-    with_bn = exp.effective_rate(d, sizes, "batchnorm", 8, 0.2, 30, 10)
-    plain = exp.effective_rate(d, sizes, "none", 8, 0.2, 30, 10)
-    assert [r["step"] for r in with_bn] == [0, 10, 20, 30]
-    assert with_bn[0]["rate_ratio"] == 1 and with_bn[0]["kicks"] == 0
-    last = with_bn[-1]
-    # scale invariance: g is orthogonal to w, so |w|^2 grows by lr^2 |g|^2
-    assert last["cos"] < 1e-2
-    assert np.isclose(last["growth"], last["kicks"], rtol=1e-3)
-    assert last["rate_ratio"] < 1
-    net = bn.bn_mlp(sizes, seed=0)
-    w2 = (net[0].weight.detach() ** 2).sum(1)
-    assert np.isclose(
-        last["rate"], float((0.2 / (w2 + last["growth"])).mean()), rtol=0.2
+def test_work_counts_n_plus_b_and_facts_notice_a_miscount(mnist):
+    cfg = replace(work.Config(), n_values=(100, 400), batch=16)
+    cost = work.run(cfg, mnist)
+    f = work.facts(cost, cfg)
+    assert f["work_exact"] and f["work_cost"] == 416
+    whole = cost[cost["mode"] != "per batch"]
+    assert (whole["examples"] == whole["n"] + 16).all()
+    assert not work.facts(cost.assign(examples=16), cfg)["work_exact"]
+
+
+def test_escape_follows_the_law_and_facts_read_it():
+    cfg = replace(escape.Config(), steps=10)
+    frame = escape.run(cfg)
+    f = escape.facts(frame, cfg)
+    toy = escape.toy_data(cfg)
+    law = 2 * cfg.lr * cfg.steps * float(toy.y_train.mean())
+    assert np.isclose(f["esc_bias"], law, rtol=1e-12)
+    assert f["esc_loss_change"] < 1e-12 and f["esc_inside"] < 1e-12
+    assert all(c.check(f) for c in escape.CLAIMS)
+    moved = frame.copy()
+    moved.loc[moved["mean"] == escape.MEANS[1], "bias"] = 0.5
+    assert not escape.CLAIMS[1].check(escape.facts(moved, cfg))
+
+
+def test_wholedata_pins_in_gradient_biases_and_records_work(mnist):
+    cfg = replace(
+        wholedata.Config(), n_train=100, steps=6, every=3, seeds=1, batch=10
     )
-    assert plain[-1]["cos"] > 0.05
-    assert not np.isclose(plain[-1]["growth"], plain[-1]["kicks"], rtol=0.1)
-
-
-def test_batchnorm_eps_is_what_breaks_orthogonality():
-    """w.g = eps / (var + eps) * sum(dL/dy_hat * y_hat) for a BatchNorm
-    unit: with PyTorch's eps the cosine is small but not zero; with a
-    negligible eps in float64 it vanishes to rounding."""
-    d = data.mnist1d(num_samples=500)
-    sizes = [40, 8, 6, 10]
-    default = exp.effective_rate(
-        d, sizes, "batchnorm", 4, 0.2, 30, 30, dtype=torch.float64
+    frame = wholedata.run(cfg, mnist)
+    f = wholedata.facts(frame, cfg)
+    assert f["whole_pinned"] < 1e-6
+    const = frame[frame["mode"] == work.MODES[1]]
+    assert const["examples"].tolist() == [0, 3 * 110, 6 * 110]
+    assert const["drift"].iloc[-1] > 0
+    per_batch = frame[frame["mode"] == work.MODES[0]]
+    assert per_batch["examples"].tolist() == [0, 30, 60]
+    net = bn.bn_mlp([40, 5, 4, 10], seed=0)
+    assert torch.equal(
+        wholedata.pre_norm_biases(net), torch.cat([net[0].bias, net[3].bias])
     )
-    tiny = exp.effective_rate(
-        d, sizes, "batchnorm", 4, 0.2, 30, 30, eps=1e-14, dtype=torch.float64
-    )
-    assert tiny[-1]["cos"] < 1e-9 < default[-1]["cos"]
-    assert np.isclose(tiny[-1]["growth"], tiny[-1]["kicks"], rtol=1e-9)
-    with pytest.raises(ValueError, match="eps must be positive"):
-        exp.effective_rate(d, sizes, "batchnorm", 4, 0.2, 3, 1, eps=0.0)
 
 
-def test_effective_rate_control_takes_statistics_from_the_large_batch():
-    d = data.mnist1d(num_samples=500)
-    sizes = [40, 8, 6, 10]
-    same = exp.effective_rate(d, sizes, "batchnorm", 8, 0.2, 3, 1)
-    also = exp.effective_rate(d, sizes, "batchnorm", 8, 0.2, 3, 1, 0, 8)
-    assert same == also
-    ghost = exp.effective_rate(d, sizes, "batchnorm", 4, 0.2, 1, 1, 0, 16)
-    # by hand: 16 examples through the network, the loss on the first 4
-    net = bn.bn_mlp(sizes, seed=0)
-    idx = train.batch_schedule(d.n_train, 16, 1, 0)[0]
-    out = net(d.x_train[idx])
-    F.cross_entropy(out[:4], d.y_train[idx][:4]).backward()
-    kick = 0.2**2 * float((net[0].weight.grad ** 2).sum(1).mean())
-    assert np.isclose(ghost[-1]["kicks"], kick, rtol=1e-5)
-    small = exp.effective_rate(d, sizes, "batchnorm", 4, 0.2, 1, 1)
-    assert not np.isclose(small[-1]["kicks"], kick, rtol=1e-3)
-    with pytest.raises(ValueError, match="stat_batch"):
-        exp.effective_rate(d, sizes, "batchnorm", 8, 0.2, 3, 1, 0, 4)
-
-
-def test_pair_training_sees_only_signs():
-    d = data.mnist1d(num_samples=500)
-    out = exp.pair_training(d, [40, 8, 6, 10], 0.1, 20, pairs=50)
-    assert out["share_unit"] > 0.9
-    # the training-mode accuracy is that of an identically trained copy
-    net = bn.bn_mlp([40, 8, 6, 10], seed=0)
-    train.train_sgd(net, d, train.SGDConfig(2, 0.1, 20))
-    rows = exp.train_eval_agreement(net, d.x_train, d.y_train, [2])
-    assert np.isclose(out["train_mode_acc"], rows[0]["accuracy"])
-    assert np.isclose(out["eval_mode_acc"], rows[0]["eval_accuracy"])
-
-
-def test_outlier_measures_and_hessian_rows():
-    m = exp.outlier_measures([1.0, 8.0, 2.0, 4.0])
-    assert m["ratio"] == 8.0 and m["gap"] == 2.0
-    assert exp.outlier_measures([9.0, 3.0, 2.0])["gap"] == 3.0
-    with pytest.raises(ValueError, match="positive"):
-        exp.outlier_measures([1.0, -1.0])
-    d = data.mnist1d(num_samples=500)
-    rows = exp.hessian_outliers(d, [40, 6, 5, 10], 5, 50, 4, seeds=1)
-    assert [r["network"] for r in rows] == [
-        "no BatchNorm",
-        "BatchNorm, batch statistics",
-        "BatchNorm, population statistics",
-    ]
-    for r in rows:
-        assert r["lambda_1"] >= r["lambda_k"] > 0 or r["lambda_k"] <= 0
-        assert len(r["eigenvalues"]) == 4
-        assert r["eigenvalues"][0] == r["lambda_1"]
-        assert r["eigenvalues"][-1] == r["lambda_k"]
-    # the loss is that of the network the Hessian belongs to
-    net = bn.bn_mlp([40, 6, 5, 10], "none", seed=0, activation="relu")
-    train.train_sgd(net, d, train.SGDConfig(32, 0.05, 5))
-    with torch.no_grad():
-        loss = float(F.cross_entropy(net(d.x_train[:50]), d.y_train[:50]))
-    assert np.isclose(rows[0]["loss"], loss, rtol=1e-5)
-
-
-def test_small_batch_study_rows():
-    d = data.mnist1d(num_samples=500)
-    rows = exp.small_batch_study(
-        d, [40, 6, 5, 10], [2, 16], [8, 4], 0.1, seeds=2, checkpoints=2
-    )
+def test_wholedata_facts_on_a_synthetic_frame():
+    cfg = replace(wholedata.Config(), steps=20, every=10, seeds=2)
+    rows = []
+    for seed in range(2):
+        for mode in work.MODES:
+            for step, drift in ((0, 0.0), (10, 1.0), (20, 2.0)):
+                rows.append(
+                    dict(
+                        seed=seed,
+                        mode=mode,
+                        step=step,
+                        examples=step * 32,
+                        loss=1.0 + (mode == work.MODES[1]) * 0.05,
+                        drift=drift if mode == work.MODES[1] else 0.0,
+                    )
+                )
     frame = pd.DataFrame(rows)
-    assert set(frame["norm"]) == {"batchnorm", "renorm", "layernorm"}
-    assert sorted(frame.groupby("B")["step"].unique().map(list)) == [
-        [2, 4],
-        [4, 8],
+    f = wholedata.facts(frame, cfg)
+    assert f["whole_drift_grows"] and np.isclose(f["whole_worse"], 0.05)
+    assert all(c.check(f) for c in wholedata.CLAIMS)
+    flat = frame.copy()
+    flat.loc[(flat["step"] == 20) & (flat["seed"] == 1), "drift"] = 1.0
+    flat.loc[flat["mode"] != work.MODES[1], "drift"] = 0.0
+    assert not wholedata.facts(flat, cfg)["whole_drift_grows"]
+
+
+def test_jumps_compensated_renormalization_keeps_the_function(mnist):
+    cfg = replace(
+        jumps.Config(), steps=20, every=10, seeds=1, sizes=(40, 8, 6, 10)
+    )
+    frame = jumps.run(cfg, mnist)
+    comp = frame[frame["compensated"]]
+    assert ((comp["after"] - comp["before"]).abs() < 1e-5).all()
+    raw = frame[~frame["compensated"]]
+    assert ((raw["after"] - raw["before"]).abs() > 1e-4).any()
+    f = jumps.facts(frame, cfg)
+    assert f["jump_comp"] < cfg.exact_tol
+
+
+def test_spread_matches_the_finite_population_law():
+    gen = torch.Generator().manual_seed(0)
+    inputs = torch.randn(200, 3, generator=gen) * torch.tensor([1.0, 2, 5])
+    frame = spread.batch_mean_spread(inputs, [4, 150], draws=600)
+    sigma = inputs.std(0, unbiased=False)
+    law = sigma * ((200 - 150) / (150 * 199)) ** 0.5
+    assert np.isclose(frame["law"].iloc[1], float(law.mean()), rtol=1e-5)
+    assert (abs(frame["ratio"] - 1) < 0.1).all()
+    # without the finite-population factor the B = 150 spread is off
+    assert frame["measured"].iloc[1] < 0.7 * float((sigma / 150**0.5).mean())
+    with pytest.raises(ValueError, match="batch sizes"):
+        spread.batch_mean_spread(inputs, [200], draws=5)
+
+
+def test_running_rows_match_a_direct_tracker(mnist):
+    cfg = replace(
+        running.Config(),
+        steps=40,
+        every=20,
+        seeds=1,
+        sizes=(40, 8, 6, 10),
+        momenta=(0.01, 0.1, 0.5),
+    )
+    frame = running.run(cfg, mnist)
+    assert set(frame["step"]) == {20, 40}
+    assert frame["momentum"].isna().sum() == 4  # cumulative: 2 rates x 2
+    # the same run by hand, with nn.BatchNorm1d's own running mean
+    net = bn.bn_mlp(cfg.sizes, seed=0, momentum=0.1)
+    train.train_sgd(net, mnist, train.SGDConfig(cfg.batch, cfg.fast_lr, 40))
+    mean, var = bn.population_stats(net, mnist.x_train)[1]
+    want = (
+        (bn.bn_layers(net)[1].running_mean - mean).abs() / var.sqrt()
+    ).mean()
+    got = frame.query("lr == @cfg.fast_lr and step == 40 and momentum == 0.1")
+    assert np.isclose(got["error"].iloc[0], float(want), rtol=1e-4)
+
+
+def test_running_facts_rank_the_momenta():
+    cfg = replace(running.Config(), steps=300, every=100, seeds=2)
+    rows = []
+    errors = {  # slow: noise ranks; fast: the middle momentum wins
+        cfg.slow_lr: {0.01: 1, 0.1: 2, 0.5: 3, math.nan: 1.5},
+        cfg.fast_lr: {0.01: 3, 0.1: 1, 0.5: 2, math.nan: 4},
+    }
+    for lr, by_m in errors.items():
+        for seed in range(2):
+            for step in (100, 200, 300):
+                for m, e in by_m.items():
+                    grow = step / 100 if math.isnan(m) else 1
+                    rows.append(
+                        dict(
+                            seed=seed,
+                            lr=lr,
+                            step=step,
+                            momentum=m,
+                            error=e * grow,
+                        )
+                    )
+    f = running.facts(pd.DataFrame(rows), cfg)
+    assert f["run_ranked_slow"] and f["run_mid_wins_fast"]
+    assert np.isclose(f["run_cum_growth"], 3.0)
+    assert f["run_slow_lo"] == 1 and f["run_fast_cum"] == 4 * 2
+
+
+def test_modes_batches_and_agreement(mnist):
+    y = torch.tensor([0, 0, 0, 1, 1, 2, 2, 2, 2])
+    order = torch.arange(9)
+    chunks = list(modes.batches_of(order, y, 2, by_class=True))
+    assert all(len(set(y[c].tolist())) == 1 for c in chunks)
+    assert all(len(c) == 2 for c in chunks)
+    net = bn.bn_mlp([40, 8, 6, 10], seed=0)
+    train.train_sgd(net, mnist, train.SGDConfig(16, 0.05, 30))
+    frame = modes.train_eval_agreement(
+        net, mnist.x_test, mnist.y_test, [2, 64]
+    )
+    assert (frame["agreement"] <= 1).all()
+    big = frame[(frame["B"] == 64) & (frame["batches"] == "random")]
+    small = frame[(frame["B"] == 2) & (frame["batches"] == "random")]
+    assert big["agreement"].iloc[0] > small["agreement"].iloc[0]
+
+
+def test_step_lengths_account_for_the_growth_of_the_weights(mnist):
+    net = bn.bn_mlp([40, 6, 5, 10], "none", seed=1)
+    follow = rate.StepLengths(net[0].weight, 0.3)
+    start = net[0].weight.detach().double().clone()
+    train.train_sgd(net, mnist, train.SGDConfig(8, 0.3, 15), on_step=follow)
+    end = net[0].weight.detach().double()
+    s = follow.summary()
+    growth = float(((end**2).sum(1) - (start**2).sum(1)).mean())
+    assert np.isclose(s["growth"], growth, rtol=1e-12)
+    # |w_T|^2 - |w_0|^2 = sum eta^2 |g|^2 - sum 2 eta w.g, exactly
+    assert np.isclose(s["growth"], s["squared_steps"] - s["radial"], rtol=1e-5)
+    assert abs(s["radial"]) > 0.01 * s["squared_steps"]  # no BatchNorm
+    ratio = float(
+        (1 / (end**2).sum(1)).mean() / (1 / (start**2).sum(1)).mean()
+    )
+    assert np.isclose(s["rate_ratio"], ratio)
+
+
+def test_first_examples_loss_takes_the_gradient_of_the_first_k():
+    out = torch.randn(6, 3, requires_grad=True)
+    y = torch.tensor([0, 1, 2, 0, 1, 2])
+    (g,) = torch.autograd.grad(rate.first_examples_loss(out, y, 2), out)
+    assert (g[2:] == 0).all() and (g[:2] != 0).any()
+
+
+def test_effective_rate_runs_put_statistics_and_gradient_in_place(mnist):
+    # ghost BatchNorm: groups of 3 inside batches of 6
+    sizes = (40, 6, 5, 10)
+    got = rate.effective_rate_run(mnist, sizes, 3, 6, 0.1, 5, seed=0)
+    assert (
+        got["growth"] > 0 and abs(got["radial"]) < 0.01 * got["squared_steps"]
+    )
+    assert rate.run_name(2, 4, 480) == "statistics 2, gradient 4"
+    assert rate.run_name(480, 480, 480) == "full batch"
+    assert rate.run_name(None, 4, 480) == "no BatchNorm, B = 4"
+
+
+def _rate_frame(cfg, falls, plain=0.0):
+    rows = []
+    for seed in range(2):
+        for lr in cfg.lrs:
+            for (s, g), fall in falls.items():
+                rows.append(
+                    dict(
+                        seed=seed,
+                        lr=lr,
+                        stats=s,
+                        grad=g,
+                        rate_ratio=1 - fall,
+                        squared_steps=fall,
+                        growth=fall,
+                        radial=0.0,
+                        cos=1e-3,
+                        fall=fall,
+                    )
+                )
+            rows.append(
+                dict(
+                    seed=seed,
+                    lr=lr,
+                    stats=0,
+                    grad=cfg.small,
+                    rate_ratio=1,
+                    squared_steps=0.1,
+                    growth=plain,
+                    radial=0.1,
+                    cos=0.5,
+                    fall=0.0,
+                )
+            )
+        rows.append(
+            dict(
+                seed=seed,
+                lr=cfg.lrs[0],
+                stats=500,
+                grad=500,
+                rate_ratio=0.94,
+                squared_steps=0.06,
+                growth=0.06,
+                radial=0.0,
+                cos=1e-3,
+                fall=0.06,
+            )
+        )
+    return pd.DataFrame(rows)
+
+
+def test_rate_facts_compute_shares_along_both_paths():
+    cfg = rate.Config()
+    s, L = cfg.small, cfg.large
+    falls = {(s, s): 0.4, (L, s): 0.3, (s, L): 0.09, (L, L): 0.1}
+    f = rate.facts(_rate_frame(cfg, falls), cfg)
+    assert np.isclose(f["rate_share_r0_gs"], 0.1 / 0.3)
+    assert np.isclose(f["rate_share_r0_gl"], -0.01 / 0.3)
+    assert np.isclose(f["rate_signal"], 0.6)
+    assert f["rate_small_most"] and f["rate_ghost_smaller"]
+    assert all(c.check(f) for c in rate.CLAIMS)
+    falls[(s, L)] = 0.45  # the ghost cell falls most
+    f = rate.facts(_rate_frame(cfg, falls), cfg)
+    assert not f["rate_small_most"] and not f["rate_ghost_smaller"]
+
+
+def test_epsilon_facts_name_the_runs():
+    rows = [
+        dict(seed=0, run=name, eps=1e-5 if not tiny else 1e-12, cos=c)
+        for (name, _, tiny), c in zip(epsilon.RUNS, (2e-3, 3e-3, 1e-10))
     ]
-    assert len(frame) == 2 * 2 * 3 * 2
-    assert frame["test_acc"].between(0, 1).all()
-    with pytest.raises(ValueError, match="step count"):
-        exp.small_batch_study(d, [40, 6, 10], [2], [8, 4], 0.1, seeds=1)
+    cfg = epsilon.Config()
+    f = epsilon.facts(pd.DataFrame(rows), cfg)
+    assert f["eps_cos_f32"] == 2e-3 and f["eps_cos_tiny"] == 1e-10
+    assert all(c.check(f) for c in epsilon.CLAIMS)
+
+
+def test_epsilon_run_orthogonal_with_a_negligible_epsilon(mnist):
+    cfg = replace(epsilon.Config(), steps=5, seeds=1, sizes=(40, 6, 5, 10))
+    frame = epsilon.run(cfg, mnist).set_index("run")
+    assert frame.loc["float64, negligible eps", "cos"] < 1e-8
+    assert frame.loc["float64", "cos"] > 1e-7  # PyTorch's eps tilts it
+
+
+def test_renorm_schedule_keeps_ioffes_proportions():
+    cfg = smallbatch.Config()
+    at = cfg.limits(1600)
+    # Ioffe: plain BatchNorm to 5k, d_max at 25k, r_max at 40k steps
+    assert at(100) == (1.0, 0.0)  # warm-up: 1/16 of 1600
+    assert at(500) == (pytest.approx(1 + 2 * 400 / 700), 5.0)
+    assert at(800) == (3.0, 5.0)
+    assert 5000 / 40000 == cfg.renorm_warmup / cfg.renorm_r_end
+    assert 25000 / 40000 == cfg.renorm_d_end / cfg.renorm_r_end
+
+
+def test_smallbatch_facts_on_a_synthetic_frame():
+    cfg = replace(smallbatch.Config(), seeds=3, small_steps=4, big_steps=2)
+    acc = {"batchnorm": 0.2, "renorm": 0.25, "layernorm": 0.35}
+    rows = []
+    for b, steps in ((cfg.small, (2, 4)), (cfg.big, (1, 2))):
+        for norm, a in acc.items():
+            for seed in range(3):
+                for step in steps:
+                    top = (
+                        a
+                        if b == cfg.small
+                        else 0.5 + (norm == "layernorm") * 0.01
+                    )
+                    rows.append(
+                        dict(
+                            B=b,
+                            norm=norm,
+                            seed=seed,
+                            step=step,
+                            test_acc=top + 0.01 * seed,
+                            train_loss=1.0,
+                            epochs=1.0,
+                        )
+                    )
+    f = smallbatch.facts(pd.DataFrame(rows), cfg)
+    assert np.isclose(f["small_lead"], 0.15)
+    assert np.isclose(f["small_brn_gain_lo"], 0.05)
+    assert f["small_range_batchnorm"] == 0
+    assert all(c.check(f) for c in smallbatch.CLAIMS)
+
+
+def test_unit_share_counts_plus_minus_one_and_restores_the_layer(mnist):
+    net = bn.bn_mlp([40, 8, 6, 10], seed=0)
+    layer = bn.bn_layers(net)[0]
+    before = layer.running_mean.clone()
+    assert pairs.unit_share(net, mnist.x_train, 50, 0.01) > 0.9
+    assert torch.equal(layer.running_mean, before)
+
+
+def test_conv_facts_pick_each_arm_by_training_loss():
+    cfg = replace(conv.Config(), seeds=3, steps=10)
+    rows = []
+    for norm in conv.NORMS:
+        for lr in cfg.lrs:
+            best = (lr == cfg.lrs[0]) == (norm == "batchnorm")
+            for seed in range(3):
+                rows.append(
+                    dict(
+                        norm=norm,
+                        lr=lr,
+                        seed=seed,
+                        step=10,
+                        test_acc=0.9 + 0.02 * best + 0.01 * seed,
+                        train_loss=0.2 - 0.1 * best,
+                        epochs=1.0,
+                    )
+                )
+    f = conv.facts(pd.DataFrame(rows), cfg)
+    assert f["conv_lr_bn"] == cfg.lrs[0] and f["conv_lr_gn"] == cfg.lrs[1]
+    assert np.isclose(f["conv_lead"], 0.0) and np.isclose(
+        f["conv_bn_min"], 0.91
+    )
+
+
+def test_spectrum_shape_on_a_power_law():
+    ev = [10 * i**-1.5 for i in range(1, 21)]
+    shape = hessian.spectrum_shape(ev[::-1])  # any order
+    assert np.isclose(shape["decay"], 1.5)
+    assert np.isclose(shape["ratio"], 20**1.5)
+    assert np.isclose(shape["gap"], 2**1.5) and shape["gap_at"] == 1
+    ev = ev[:5] + [e / 4 for e in ev[5:]]  # a gap after the fifth
+    assert hessian.spectrum_shape(ev)["gap_at"] == 5
+    with pytest.raises(ValueError, match="positive"):
+        hessian.spectrum_shape([3.0, 2.0, -1.0])
+
+
+def test_hessian_rows_and_facts(mnist):
+    cfg = replace(
+        hessian.Config(),
+        steps=20,
+        examples=100,
+        k=4,
+        seeds=2,
+        sizes=(40, 8, 6, 10),
+    )
+    frame = hessian.run(cfg, mnist)
+    assert list(frame["network"][:3]) == list(hessian.NETWORKS)
+    row = frame.iloc[0]
+    assert np.isclose(row["ratio"], row["lambda_1"] / row["lambda_k"])
+    f = hessian.facts(frame, cfg)
+    assert np.isclose(
+        f["hess_ratio_plain"],
+        frame[frame["network"] == hessian.NETWORKS[0]]["ratio"].mean(),
+    )
+    spectra = hessian.mean_spectra(frame)
+    assert (
+        set(spectra) == set(hessian.NETWORKS)
+        and len(spectra[hessian.NETWORKS[0]]) == 4
+    )
+
+
+def test_jumps_facts_count_diverged_runs():
+    cfg = jumps.Config()
+    rows = [
+        dict(seed=0, compensated=c, step=s, before=b, after=a, diverged=d)
+        for c, d in ((False, True), (True, False))
+        for s, b, a in ((100, 2.0, 1.9), (200, 1.5, 1.45))
+    ]
+    f = jumps.facts(pd.DataFrame(rows), cfg)
+    assert f["jump_diverged"] == 1 and not f["jump_learns"]
+    clean = pd.DataFrame(rows).assign(diverged=False)
+    assert jumps.facts(clean, cfg)["jump_learns"]
+
+
+def test_modes_facts_read_one_class_losses():
+    rows = [
+        dict(B=b, batches=k, accuracy=acc, eval_accuracy=0.4, agreement=ag)
+        for b, k, acc, ag in (
+            (2, "random", 0.25, 0.3),
+            (2, "one class", 0.2, 0.2),
+            (8, "random", 0.4, 0.8),
+            (8, "one class", 0.2, 0.3),
+        )
+    ]
+    f = modes.facts(pd.DataFrame(rows), modes.Config())
+    assert f["modes_rises"] and f["modes_one_class_loses"]
+    rows[1]["accuracy"] = 0.3  # one-class batches better at B = 2
+    assert not modes.facts(pd.DataFrame(rows), modes.Config())[
+        "modes_one_class_loses"
+    ]

@@ -3,6 +3,7 @@ against the book's claims (complete, fresh, nothing broken)."""
 
 import dataclasses
 import json
+import os
 import sys
 import types
 import typing
@@ -77,7 +78,14 @@ def test_the_runner_records_every_claim_variant_and_seed_set(
     monkeypatch.setattr(experiments, "CHAPTERS", ("toy",))
     todo = ledger.tasks(["toy"], None, [0, 1, 2], None)
     assert len(todo) == 6 and todo[0][2] == "longer"
-    results = ledger.run(todo, jobs=2)
+    partial = tmp_path / ledger.PARTIAL
+    results = ledger.run(todo, jobs=2, partial=partial)
+    assert len(partial.read_text().splitlines()) == 6
+    # a second run takes every finished task from the partial file
+    assert sorted(r["key"] for r in ledger.run(todo, 2, partial)) == sorted(
+        r["key"] for r in results
+    )
+    assert len(partial.read_text().splitlines()) == 6
     [path] = ledger.write(tmp_path, results, "test", 1.0)
     record = json.loads(path.read_text())
     rows = record["claims"]
@@ -93,8 +101,12 @@ def test_the_runner_records_every_claim_variant_and_seed_set(
         "toy-lucky [longer]: failed in seed sets [2]",
     ]
     row = claimmarks.ledger_row("toy-short", record)
-    assert row.startswith("held in 3 of 3 seed sets; longer no (0 of 3)")
-    assert "not claimed" in row and "digits n/a" in row
+    assert row.startswith("3/3 seed sets \u00b7 longer 0/3 (not claimed)")
+    assert row.endswith("digits n/a")
+    lucky = claimmarks.ledger_row("toy-lucky", record)
+    assert "longer 2/3 \u00b7" in lucky  # claimed: no "(not claimed)"
+    law = claimmarks.ledger_row("toy-law", record, "ja")
+    assert law.startswith("3/3 シード集合・長い学習 \u2713")
 
 
 def test_a_failing_section_is_recorded_and_the_ledger_goes_on(
@@ -168,3 +180,62 @@ def test_the_ledger_is_fresh_for_every_section(chapter):
 @pytest.mark.parametrize("chapter", experiments.CHAPTERS)
 def test_no_claim_failed_where_it_must_hold(chapter):
     assert ledger.broken(recorded(chapter)) == []
+
+
+def test_a_stale_partial_result_is_not_reused(
+    toy_chapter, tmp_path, monkeypatch
+):
+    todo = ledger.tasks(["toy"], None, [0], ["book"])
+    partial = tmp_path / ledger.PARTIAL
+    ledger.run(todo, 1, partial)
+    assert len(ledger.finished(partial, todo)) == 1
+    monkeypatch.setattr(ledger, "source_hash", lambda module: "changed")
+    assert ledger.finished(partial, todo) == {}
+    partial.write_text(partial.read_text() + '{"cut by a ki')
+    monkeypatch.setattr(ledger, "source_hash", lambda module: "toyhash")
+    assert len(ledger.finished(partial, todo)) == 1
+
+
+def test_ctrl_c_stops_the_ledger_and_keeps_what_finished(tmp_path):
+    import signal
+    import subprocess
+    import time
+
+    import psutil
+
+    cmd = [
+        sys.executable,
+        "-m",
+        "booktools.ledger",
+        "--chapters",
+        experiments.CHAPTERS[0],
+        "--variants",
+        "book",
+        "--seed-sets",
+        "6",
+        "--jobs",
+        "2",
+        "--out",
+        str(tmp_path),
+    ]
+    proc = subprocess.Popen(
+        cmd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    partial = tmp_path / ledger.PARTIAL
+    deadline = time.time() + 120
+    while time.time() < deadline and not (
+        partial.exists() and partial.read_text().strip()
+    ):
+        time.sleep(0.2)
+    below = psutil.Process(proc.pid).children(recursive=True)
+    os.killpg(proc.pid, signal.SIGINT)
+    out, _ = proc.communicate(timeout=20)
+    assert proc.returncode == 130, out[-2000:]
+    assert "interrupted by SIGINT" in out and "kept in" in out
+    assert not any(p.is_running() and p.status() != "zombie" for p in below)
+    assert partial.read_text().strip()
+    assert not list(tmp_path.glob("*.json"))  # no incomplete record

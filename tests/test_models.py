@@ -97,3 +97,34 @@ def test_layernorm_and_groupnorm_options():
 def test_bad_norms_are_explained(kwargs, match):
     with pytest.raises(ValueError, match=match):
         models.mlp([4, 8, 2], **kwargs)
+
+
+@pytest.mark.parametrize("norm", ["batchnorm", "groupnorm", "none"])
+def test_conv_net_layout_shapes_and_seed(norm):
+    net = models.conv_net(norm, channels=(8, 12), groups=4, seed=2)
+    kinds = {"batchnorm": nn.BatchNorm2d, "groupnorm": nn.GroupNorm}
+    convs = [m for m in net if isinstance(m, nn.Conv2d)]
+    assert [c.out_channels for c in convs] == [8, 12]
+    assert [c.stride for c in convs] == [(1, 1), (2, 2)]
+    if norm != "none":
+        norms = [m for m in net if isinstance(m, kinds[norm])]
+        assert len(norms) == 2
+        # each normalization sits right after its convolution
+        for conv, layer in zip(convs, norms):
+            assert list(net).index(layer) == list(net).index(conv) + 1
+    x = torch.randn(5, 1, 8, 8)
+    assert net(x).shape == (5, 10)
+    again = models.conv_net(norm, channels=(8, 12), groups=4, seed=2)
+    assert torch.equal(net(x), again(x))
+    # PyTorch's default bound 1/sqrt(fan_in), fan_in = 8 * 3 * 3
+    assert convs[1].weight.abs().max() <= 1 / (8 * 9) ** 0.5
+    assert convs[1].weight.abs().max() > 0.9 / (8 * 9) ** 0.5
+
+
+def test_conv_net_explains_bad_arguments():
+    with pytest.raises(ValueError, match="must divide"):
+        models.conv_net("groupnorm", channels=(6, 8), groups=4)
+    with pytest.raises(ValueError, match="norm must be"):
+        models.conv_net("layernorm")
+    with pytest.raises(ValueError, match="two positive"):
+        models.conv_net(channels=(8,))

@@ -152,3 +152,17 @@ def test_over_seeds_orders_hue_numerically_with_an_ordered_palette():
     # the line is the mean over seeds
     line = ax.get_lines()[0]
     assert np.allclose(line.get_ydata(), [1 / 2 + 0.05, 1 / 3 + 0.05])
+
+
+def test_a_captioned_table_is_a_numbered_myst_table():
+    frame = pd.DataFrame({"B": [1, 2], "loss": [0.5, 0.25]})
+    text = plots.table(
+        frame, caption="Loss by batch size", name="tab-loss"
+    ).data
+    lines = text.splitlines()
+    assert lines[0] == "````{table} Loss by batch size"
+    assert lines[1] == ":name: tab-loss" and lines[-1] == "````"
+    assert "| B | loss |" in text
+    assert plots.table(frame).data.startswith("| B | loss |")  # default
+    with pytest.raises(ValueError, match="no caption"):
+        plots.table(frame, name="tab-x")

@@ -70,25 +70,32 @@ def test_more_of_raises_repetition_counts_only():
 
 
 def _configs():
-    from batchlab.experiments import batchnorm, minibatch
-    from batchlab.experiments.eigenvalues import gaps, race
-    from batchlab.experiments.normalization import factors, layers
+    from batchlab import claims
+    from batchlab.experiments import (
+        batchnorm,
+        eigenvalues,
+        minibatch,
+        normalization,
+    )
 
-    # the other sections of those two pages are closed-form or one run:
-    # their full scale is their book scale
+    # sections that are closed-form or one run have no full scale of
+    # their own (their full scale is their book scale)
     return [
         minibatch.NoiseConfig,
         minibatch.EqualLossConfig,
         minibatch.EqualStepsConfig,
-        layers.Config,
-        factors.Config,
-        batchnorm.BatchNormConfig,
-        race.Config,
-        gaps.Config,
+        *[
+            s.Config
+            for chapter in (normalization, batchnorm, eigenvalues)
+            for s in claims.sections(chapter)
+            if s.Config.for_scale("full") != s.Config.for_scale("book")
+        ],
     ]
 
 
-@pytest.mark.parametrize("cls", _configs(), ids=lambda c: c.__name__)
+@pytest.mark.parametrize(
+    "cls", _configs(), ids=lambda c: f"{c.__module__}.{c.__name__}"
+)
 def test_full_scale_repeats_the_book_experiments(cls):
     """Every chapter's full configuration is its book configuration with
     more seeds, draws or starts, field by field: the claims the text
@@ -342,3 +349,43 @@ def test_every_section_of_the_book_has_valid_variants():
         book = module.Config.for_scale("book")
         for name, cfg in runtime.variants_of(book).items():
             assert cfg != book, f"{module.__name__}: {name} changes nothing"
+
+
+# -- the thread policy as applied (no real quota needed) --------------------
+
+
+@pytest.mark.parametrize(
+    ("quota", "requested", "expected"),
+    [(2.0, "6", 2), (3.5, "8", 3), (None, "3", 3), (4.0, None, 1)],
+)
+def test_apply_threads_reads_the_quota_above_a_larger_request(
+    monkeypatch, quota, requested, expected
+):
+    # The default cap of one thread hides a policy that ignores the
+    # cgroup quota; with BATCHLAB_THREADS above the quota the quota must
+    # still win, for PyTorch and for the BLAS libraries alike.
+    from threadpoolctl import threadpool_info
+
+    monkeypatch.setattr(runtime, "affinity_cpus", lambda: 8)
+    monkeypatch.setattr(runtime, "cgroup_cpu_limit", lambda *a: quota)
+    if requested is None:
+        monkeypatch.delenv(runtime.THREADS_VAR, raising=False)
+    else:
+        monkeypatch.setenv(runtime.THREADS_VAR, requested)
+    before = torch.get_num_threads()
+    try:
+        assert runtime.apply_threads() == expected
+        assert torch.get_num_threads() == expected
+        blas = [p["num_threads"] for p in threadpool_info()]
+        assert blas and all(n == expected for n in blas)
+    finally:
+        torch.set_num_threads(before)
+        runtime._blas_limit.clear()  # let the BLAS pools go back
+
+
+def test_importing_batchlab_switches_tf32_off():
+    torch.backends.cudnn.allow_tf32 = True
+    torch.backends.cuda.matmul.allow_tf32 = True
+    runtime.apply_precision()
+    assert not torch.backends.cudnn.allow_tf32
+    assert not torch.backends.cuda.matmul.allow_tf32

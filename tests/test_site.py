@@ -97,13 +97,38 @@ def browser():
 
 
 def binder_url(page_path: str) -> str:
-    """The launch address of a page: its MyST file opened in JupyterLab."""
+    """The launch address of a page: its executed notebook, on the site's
+    branch, opened in JupyterLab (not the MyST source, whose roles
+    JupyterLab shows raw)."""
     cfg = yaml.safe_load((ROOT / "_config.yml").read_text())
     repo = cfg["repository"]["url"].removeprefix("https://github.com/")
     return (
         f"{cfg['launch_buttons']['binderhub_url']}/v2/gh/{repo}/"
-        f"{cfg['repository']['branch']}?urlpath=lab/tree/{page_path}.md"
+        f"gh-pages?urlpath=lab/tree/_notebooks/{page_path}.ipynb"
     )
+
+
+#: The widest element that sticks out of the viewport, outside any box
+#: that scrolls or clips it (what makes a phone's page scroll sideways).
+OVERFLOW_JS = """() => {
+  const W = document.documentElement.clientWidth;
+  let worst = null;
+  for (const e of document.querySelectorAll('.bd-article *')) {
+    const r = e.getBoundingClientRect();
+    if (r.width === 0 || r.right <= W + 1) continue;
+    let p = e.parentElement, held = false;
+    while (p) {
+      const o = getComputedStyle(p).overflowX;
+      if (['auto', 'scroll', 'hidden', 'clip'].includes(o)
+          && p.getBoundingClientRect().right <= W + 1) { held = true; break; }
+      p = p.parentElement;
+    }
+    if (!held && (!worst || r.right > worst.right))
+      worst = {right: Math.round(r.right),
+               what: e.tagName + '.' + String(e.className).slice(0, 40)};
+  }
+  return {width: document.documentElement.scrollWidth, W, worst};
+}"""
 
 
 def _open(
@@ -247,6 +272,11 @@ def test_page_in_browser(browser, server, mathjax, built, page_path):
         # A phone: loaded at its width (a resize catches the sidebar
         # mid-animation).
         phone, _ = _open(browser, server, mathjax, page_path, 390, 844)
+        # No table, formula or figure widens the page beyond the phone:
+        # each wide one scrolls in its own box.
+        fit = phone.evaluate(OVERFLOW_JS)
+        assert fit["width"] <= 390, f"{fit['width']} px wide at 390: {fit}"
+        assert fit["worst"] is None, f"sticks out at 390 px: {fit['worst']}"
         phone.screenshot(
             path=str(shots / f"{Path(page_path).stem}-390.png"),
             full_page=False,

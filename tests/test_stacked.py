@@ -2,10 +2,11 @@ import copy
 
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from batchlab import batchnorm as bn
-from batchlab import data, stacked, train
+from batchlab import data, models, stacked, train
 
 
 @pytest.mark.parametrize("momentum", [0.1, 0.5])
@@ -75,3 +76,52 @@ def test_new_helpers_explain_bad_inputs():
         bn.bn_mlp([4, 6, 3], "weightnorm")
     with pytest.raises(ValueError, match="r_max >= 1"):
         bn.BatchRenorm1d(3).set_limits(0.5, 0.0)
+
+
+@pytest.mark.parametrize("lrs", [0.1, [0.1, 0.05, 0.2, 0.1]])
+def test_stacked_conv_members_train_as_single_models(lrs):
+    d = data.digits(flatten=False)
+    norms = ["batchnorm", "groupnorm", "batchnorm", "groupnorm"]
+    seeds, steps = [0, 1, 2, 3], 8
+    stack = stacked.StackedConvNet(norms, seeds, channels=(4, 8), groups=2)
+    stacked.train_stacked(stack, d.x_train, d.y_train, 3, lrs, steps, seeds)
+    loss, acc = stacked.stacked_metrics(stack, d.x_test, d.y_test)
+    rates = lrs if isinstance(lrs, list) else [lrs] * 4
+    for m, (norm, seed, lr) in enumerate(zip(norms, seeds, rates)):
+        net = models.conv_net(norm, (4, 8), groups=2, seed=seed)
+        train.train_sgd(net, d, train.SGDConfig(3, lr, steps, seed=seed))
+        x = d.x_test[:16]
+        for mode in (False, True):
+            ours, theirs = copy.deepcopy(stack), copy.deepcopy(net)
+            ours.train(mode)
+            theirs.train(mode)
+            with torch.no_grad():
+                out = ours(x.expand(4, *x.shape).clone())[m]
+                assert torch.allclose(out, theirs(x), atol=1e-4)
+        net.eval()
+        with torch.no_grad():
+            out = net(d.x_test)
+        assert torch.isclose(
+            acc[m], (out.argmax(1) == d.y_test).float().mean()
+        )
+        assert torch.isclose(
+            loss[m], F.cross_entropy(out, d.y_test), atol=1e-5
+        )
+
+
+def test_stacked_conv_explains_bad_inputs():
+    stack = stacked.StackedConvNet(["batchnorm"], [0], channels=(4, 8))
+    with pytest.raises(ValueError, match="expected images"):
+        stack(torch.ones(1, 2, 8, 8))
+    with pytest.raises(ValueError, match="norms must be among"):
+        stacked.StackedConvNet(["layernorm"], [0])
+    with pytest.raises(ValueError, match="one positive rate"):
+        stacked.train_stacked(
+            stack,
+            torch.ones(4, 1, 8, 8),
+            torch.zeros(4).long(),
+            2,
+            [0.1, 0.2],
+            1,
+            [0],
+        )

@@ -11,7 +11,8 @@ each one experiment behind one contract (``Config``, ``run``, ``facts``,
 
 Importing the package applies the thread policy of
 :func:`batchlab.runtime.apply_threads`, so chapters, tests and benchmarks
-all run with the threads this machine can really give them.
+all run with the threads this machine can really give them, and switches
+off TF32 on GPUs (:func:`batchlab.runtime.apply_precision`).
 """
 
 from . import runtime
@@ -19,3 +20,4 @@ from . import runtime
 __version__ = "0.3.0"  # the third edition; tests check pyproject agrees
 
 runtime.apply_threads()
+runtime.apply_precision()

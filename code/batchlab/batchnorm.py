@@ -3,11 +3,17 @@
 * :class:`ScratchBatchNorm1d` -- BatchNorm for ``(n, c)`` inputs written
   out for the text; equal to ``nn.BatchNorm1d`` in both modes.
 * :class:`BatchRenorm1d` -- Batch Renormalization (Ioffe 2017).
+* :class:`GhostBatchNorm1d` -- BatchNorm whose statistics come from
+  groups of a fixed size within the batch ("ghost batches", Hoffer et
+  al. 2017), while the loss and its gradient span the whole batch.
 * :func:`population_stats` / :func:`set_precise_stats` -- exact mean and
   variance of every BatchNorm layer's inputs over a data set under the
   current weights ("precise BN").
 * :class:`RunningTracker` -- running averages of several momenta riding
   along one training run, compared with population statistics.
+* :func:`data_stats_forward` and :class:`WholeDataBatchNorm` -- a
+  BatchNorm MLP normalized with statistics of a whole data set, held
+  constant or differentiated through.
 """
 
 from __future__ import annotations
@@ -138,6 +144,65 @@ class BatchRenorm1d(ScratchBatchNorm1d):
         return x_hat * self.weight + self.bias
 
 
+class GhostBatchNorm1d(nn.BatchNorm1d):
+    """BatchNorm whose training-mode statistics come from consecutive
+    groups of ``group`` examples of the batch ("ghost batches").
+
+    In training mode a batch of ``n`` examples (``n`` a multiple of
+    ``group``) is cut into ``n / group`` groups, and every group is
+    normalized with its own mean and biased variance, inside the
+    gradient; a loss over the whole batch then has the gradient of the
+    large batch and the statistics of the small groups. With ``group ==
+    n`` it is ``nn.BatchNorm1d``. The running averages take one update
+    per batch, with the mean over groups of the group means and of the
+    unbiased group variances. Evaluation mode is ``nn.BatchNorm1d``'s.
+    """
+
+    def __init__(
+        self,
+        num_features: int,
+        group: int,
+        eps: float = 1e-5,
+        momentum: float | None = 0.1,
+    ):
+        check_momentum(momentum)
+        if group < 2:
+            raise ValueError(
+                f"a ghost batch needs at least 2 examples, got group={group}"
+            )
+        super().__init__(num_features, eps=eps, momentum=momentum)
+        self.group = int(group)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Normalize ``x`` of shape ``(n, c)``, group by group."""
+        if not self.training:
+            return super().forward(x)
+        n = x.shape[0]
+        if x.ndim != 2 or n % self.group:
+            raise ValueError(
+                f"expected inputs (n, {self.num_features}) with n a multiple "
+                f"of group={self.group}, got {tuple(x.shape)}"
+            )
+        h = x.reshape(n // self.group, self.group, -1)
+        mean = h.mean(1, keepdim=True)
+        centred = h - mean
+        var = (centred * centred).mean(1, keepdim=True)  # biased
+        self._update(mean, var * (self.group / (self.group - 1)))
+        out = centred / torch.sqrt(var + self.eps)
+        return out.reshape(n, -1) * self.weight + self.bias
+
+    @torch.no_grad()
+    def _update(self, mean: torch.Tensor, var_unbiased: torch.Tensor):
+        self.num_batches_tracked += 1
+        m = self.momentum
+        if m is None:
+            m = 1.0 / float(self.num_batches_tracked)
+        self.running_mean.mul_(1 - m).add_(m * mean.detach().mean((0, 1)))
+        self.running_var.mul_(1 - m).add_(
+            m * var_unbiased.detach().mean((0, 1))
+        )
+
+
 NORMS = ("batchnorm", "renorm", "layernorm", "groupnorm", "none")
 
 
@@ -147,6 +212,7 @@ def bn_mlp(
     seed: int = 0,
     momentum: float | None = 0.1,
     activation: str = "tanh",
+    group: int | None = None,
 ) -> nn.Sequential:
     """An MLP with a normalization layer before every hidden activation.
 
@@ -154,10 +220,14 @@ def bn_mlp(
     (:class:`BatchRenorm1d`, limits ``r_max = 1, d_max = 0`` until
     :meth:`BatchRenorm1d.set_limits` relaxes them), ``"layernorm"``,
     ``"groupnorm"`` (4 groups) or ``"none"``; ``momentum`` is that of
-    the running averages of the two batch-dependent kinds.
+    the running averages of the two batch-dependent kinds. ``group``
+    (with ``"batchnorm"`` only) makes every BatchNorm layer a
+    :class:`GhostBatchNorm1d` with statistics over groups of that size.
     """
     if norm not in NORMS:
         raise ValueError(f"norm must be one of {NORMS}, got {norm!r}")
+    if group is not None and norm != "batchnorm":
+        raise ValueError(f"group is for norm='batchnorm', not {norm!r}")
     kind = {"renorm": "batchnorm", "none": None}.get(norm, norm)
     net = mlp(
         sizes,
@@ -171,6 +241,12 @@ def bn_mlp(
             if isinstance(m, nn.BatchNorm1d):
                 net[i] = BatchRenorm1d(
                     m.num_features, momentum=momentum, r_max=1.0, d_max=0.0
+                ).to(m.weight.device)
+    if group is not None:
+        for i, m in enumerate(net):
+            if isinstance(m, nn.BatchNorm1d):
+                net[i] = GhostBatchNorm1d(
+                    m.num_features, group, momentum=momentum
                 ).to(m.weight.device)
     return net
 
@@ -367,5 +443,44 @@ def data_stats_forward(
     return z
 
 
-# --------------------------------------------------------------------------
-# Many normalized MLPs trained at once
+@torch.no_grad()
+def population_loss(
+    net: nn.Sequential, x: torch.Tensor, y: torch.Tensor
+) -> float:
+    """Mean cross-entropy of ``net`` on ``(x, y)`` with every BatchNorm
+    layer normalized by the population statistics of ``x`` (the
+    network's own mode is restored; its running averages are untouched).
+    """
+    was_training = net.training
+    net.eval()
+    try:
+        out = data_stats_forward(net, x, x, differentiate=False)
+    finally:
+        net.train(was_training)
+    return float(torch.nn.functional.cross_entropy(out, y))
+
+
+class WholeDataBatchNorm(nn.Module):
+    """A BatchNorm MLP whose BatchNorm layers normalize with the
+    statistics of a fixed data set ``x_stats`` (the whole training set,
+    say), recomputed at every call: :func:`data_stats_forward` as a
+    module, so that :func:`batchlab.train.train_sgd` trains it.
+
+    Its parameters are ``net``'s; its output does not depend on the
+    mode, and ``net``'s running averages are never touched.
+    """
+
+    def __init__(
+        self, net: nn.Sequential, x_stats: torch.Tensor, differentiate: bool
+    ):
+        super().__init__()
+        if not bn_layers(net):
+            raise ValueError("the model has no BatchNorm layer")
+        self.net, self.x_stats = net, x_stats
+        self.differentiate = differentiate
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Outputs ``(n, out)`` for ``x`` ``(n, d)``."""
+        return data_stats_forward(
+            self.net, x, self.x_stats, self.differentiate
+        )

@@ -1,4 +1,5 @@
-"""Small models: MLPs with optional BatchNorm, linear and logistic models.
+"""Small models: MLPs with optional BatchNorm, a small convolutional
+network for 8x8 images, linear and logistic models.
 
 Every constructor takes a ``seed`` and initializes from its own
 ``torch.Generator``, so two calls with one seed give equal weights and the
@@ -102,6 +103,87 @@ def mlp(
             elif norm == "groupnorm":
                 layers.append(nn.GroupNorm(groups, d_out))
             layers.append(ACTIVATIONS[activation]())
+    return nn.Sequential(*layers).to(device or runtime.device())
+
+
+# Normalization layers the convolutional network can place after each
+# convolution.
+CONV_NORMS = ("batchnorm", "groupnorm", "none")
+
+
+def _init_conv(layer: nn.Conv2d, gen: torch.Generator) -> None:
+    # PyTorch's default for convolutions, as for linear layers: uniform in
+    # +-1/sqrt(fan_in) with fan_in = in_channels * kernel area.
+    fan_in = layer.weight[0].numel()
+    bound = 1.0 / fan_in**0.5
+    with torch.no_grad():
+        layer.weight.uniform_(-bound, bound, generator=gen)
+        layer.bias.uniform_(-bound, bound, generator=gen)
+
+
+def conv_net(
+    norm: str = "batchnorm",
+    channels: Sequence[int] = (16, 32),
+    classes: int = 10,
+    groups: int = 4,
+    momentum: float | None = 0.1,
+    seed: int = 0,
+    device: torch.device | str | None = None,
+) -> nn.Sequential:
+    """A small convolutional network for one-channel images such as the
+    8x8 handwritten digits (:func:`batchlab.data.digits` with
+    ``flatten=False``).
+
+    Two 3x3 convolutions (padding 1; the second with stride 2, halving
+    the image), each followed by the normalization and a ReLU, then the
+    mean over positions and a linear layer to the logits. BatchNorm
+    (``nn.BatchNorm2d``) normalizes each channel over the batch and all
+    positions, ``B x H x W`` values; GroupNorm (``nn.GroupNorm``) each
+    example over a group of ``channels / groups`` channels and all
+    positions, without looking at the batch.
+
+    Args:
+        norm: ``"batchnorm"``, ``"groupnorm"`` or ``"none"``.
+        channels: output channels of the two convolutions.
+        classes: outputs (logits).
+        groups: GroupNorm's groups; it must divide both channel counts.
+        momentum: BatchNorm's running-average momentum (``None``:
+            cumulative).
+        seed: seed of the initialization (drawn on the CPU, so a seed
+            gives the same network on every device).
+        device: where the weights live; ``runtime.device()`` if omitted.
+
+    Returns:
+        An ``nn.Sequential`` mapping ``(n, 1, H, W)`` to ``(n, classes)``.
+    """
+    channels = [int(c) for c in channels]
+    if len(channels) != 2 or min(channels) < 1 or classes < 1:
+        raise ValueError(
+            f"need two positive channel counts and classes >= 1, got "
+            f"channels={channels}, classes={classes}"
+        )
+    if norm not in CONV_NORMS:
+        raise ValueError(f"norm must be one of {CONV_NORMS}, got {norm!r}")
+    if norm == "groupnorm" and any(c % groups for c in channels):
+        raise ValueError(
+            f"groups={groups} must divide both channel counts {channels}"
+        )
+    gen = runtime.generator(seed)
+    layers: list[nn.Module] = []
+    for c_in, c_out, stride in zip([1, *channels[:1]], channels, (1, 2)):
+        conv = torch.nn.utils.skip_init(
+            nn.Conv2d, c_in, c_out, 3, stride=stride, padding=1
+        )
+        _init_conv(conv, gen)
+        layers.append(conv)
+        if norm == "batchnorm":
+            layers.append(nn.BatchNorm2d(c_out, momentum=momentum))
+        elif norm == "groupnorm":
+            layers.append(nn.GroupNorm(groups, c_out))
+        layers.append(nn.ReLU())
+    head = empty_linear(channels[-1], classes)
+    _init_linear(head, gen)
+    layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten(), head]
     return nn.Sequential(*layers).to(device or runtime.device())
 
 

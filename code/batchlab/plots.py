@@ -392,6 +392,8 @@ def table(
     names: dict[str, str] | None = None,
     digits: int = 3,
     keep_constant: bool = False,
+    caption: str | None = None,
+    name: str | None = None,
 ) -> Markdown:
     """A frame as a table for people, the same in HTML and PDF.
 
@@ -400,12 +402,22 @@ def table(
     in the text) unless ``keep_constant``; ``names`` renames columns;
     numbers get :func:`format_number`.
 
+    With ``caption`` the table is numbered and captioned ("Table 2.1:
+    ..."), on the site, in print and in the notebooks; ``name`` is the
+    label the prose refers to it by (``{numref}`tab-spectra```). Column
+    names and the caption may hold inline math (``$\\lambda_{\\max}$``).
+
     Raises:
-        ValueError: the frame is empty, or ``names`` renames a column it
-            does not have.
+        ValueError: the frame is empty, ``names`` renames a column it
+            does not have, or a ``name`` comes without a ``caption``.
     """
     if frame.empty:
         raise ValueError("table got an empty frame")
+    if name is not None and not caption:
+        raise ValueError(
+            f"table {name!r} has a name but no caption: a numbered table "
+            "needs a caption"
+        )
     out = frame.copy()
     if isinstance(out.columns, pd.MultiIndex):
         out.columns = [" ".join(map(str, c)).strip() for c in out.columns]
@@ -433,7 +445,14 @@ def table(
         "| " + " | ".join(_cell(format_number(v, digits)) for v in row) + " |"
         for row in out.itertuples(index=False)
     ]
-    return Markdown("\n".join([header, rule, *body]))
+    rows = "\n".join([header, rule, *body])
+    if not caption:
+        return Markdown(rows)
+    label = f":name: {name}\n" if name else ""
+    fence = "````"  # longer than any code span a cell may hold
+    return Markdown(
+        f"{fence}{{table}} {_cell(caption)}\n{label}\n{rows}\n{fence}"
+    )
 
 
 def _cell(text: object) -> str:
@@ -453,6 +472,75 @@ def settings(config: object, names: dict[str, str] | None = None) -> Markdown:
             value = ", ".join(format_number(v) for v in value)
         rows.append({"setting": f.name, "value": format_number(value)})
     return table(pd.DataFrame(rows), names=names, keep_constant=True)
+
+
+# --------------------------------------------------------------------------
+# BatchNorm chapter
+
+
+def before_after(ax: Axes, frame: pd.DataFrame, hue: str, label: dict) -> Axes:
+    """A quantity just before and just after events at ``step`` (mean
+    over seeds), as a sawtooth per level of ``hue``: columns ``step``,
+    ``before``, ``after`` and ``hue``; ``label`` names the levels."""
+    _require(frame, ["step", "before", "after", hue])
+    looks = styles(frame[hue])
+    for level, part in frame.groupby(hue, sort=True):
+        mean = part.groupby("step")[["before", "after"]].mean()
+        ax.plot(
+            np.repeat(mean.index.to_numpy(), 2),
+            mean.to_numpy().ravel(),
+            label=label[level],
+            **looks[level],
+        )
+    ax.legend()
+    return ax
+
+
+def law_points(ax: Axes, frame: pd.DataFrame, x: str, label: str) -> Axes:
+    """Measured values (points, column ``measured``) against a law (a
+    line, column ``law``) over ``x``, on log-log axes with plain labels."""
+    _require(frame, [x, "measured", "law"])
+    part = frame.sort_values(x)
+    ax.plot(part[x], part["measured"], "o", label="measured")
+    ax.plot(part[x], part["law"], "-", color="0.3", label="law")
+    ax.set(xscale="log", yscale="log", xlabel=x, ylabel=label)
+    plain_log(ax, "x", subs=(1, 2, 5))
+    plain_log(ax, "y", subs=(1, 2, 5))
+    ax.legend()
+    return ax
+
+
+def running_errors(ax: Axes, frame: pd.DataFrame) -> Axes:
+    """Error of running averages over steps (mean and one standard
+    deviation over seeds), one ordered colour per ``momentum`` and the
+    cumulative average (``momentum`` NaN) in black, log y axis."""
+    _require(frame, ["step", "error", "momentum", "seed"])
+    named = frame.assign(
+        average=frame["momentum"].map(
+            lambda m: "cumulative" if np.isnan(m) else f"{m:g}"
+        )
+    )
+    momenta = sorted(frame["momentum"].dropna().unique())
+    palette = {f"{m:g}": c for m, c in ordered_palette(momenta).items()}
+    palette["cumulative"] = (0.0, 0.0, 0.0)
+    order = list(palette)
+    sns.lineplot(
+        data=named,
+        x="step",
+        y="error",
+        hue="average",
+        hue_order=order,
+        palette=palette,
+        style="average",
+        style_order=order,
+        markers=dict(zip(order, MARKERS)),
+        dashes=dict(zip(order, _seaborn_dashes(len(order)))),
+        errorbar="sd",
+        ax=ax,
+    )
+    ax.set_yscale("log")
+    ax.legend(title="momentum")
+    return ax
 
 
 # --------------------------------------------------------------------------

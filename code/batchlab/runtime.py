@@ -221,6 +221,15 @@ def apply_threads() -> int:
 # Device
 
 
+def apply_precision() -> None:
+    """Full float32 on a GPU: no TF32 in matrix products or cuDNN
+    convolutions (cuDNN's default allows it), so that a GPU run computes
+    what the CPU run computes, to float32 rounding. Applied when
+    :mod:`batchlab` is imported."""
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = False
+
+
 def device(scale: Scale | str | None = None) -> torch.device:
     """The device experiments run on: ``$BATCHLAB_DEVICE`` when set, else
     a GPU at ``full`` scale when one is present, else the CPU.

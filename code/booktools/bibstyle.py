@@ -53,11 +53,19 @@ def plain_name(last_names: list[str]) -> str:
 
 def authors_text(entry) -> str:
     """ "Bottou", "Smith and Le" or "Goyal et al." (authors, else
-    editors, else the title)."""
+    editors, else the short title, else the title: a work that names no
+    author is cited by its title, never as "Anonymous")."""
     persons = entry.persons.get("author") or entry.persons.get("editor")
     if not persons:
-        return plain_name([entry.fields.get("title", "Anonymous")])
-    names = [plain_name(p.last_names or p.first_names) for p in persons]
+        title = entry.fields.get("shorttitle") or entry.fields.get("title")
+        if not title:
+            raise ValueError(f"{entry.key}: no author, editor or title")
+        return plain_name([title])
+    # "van Laarhoven", as sphinxcontrib-bibtex writes it in the text.
+    names = [
+        plain_name(p.prelast_names + p.last_names or p.first_names)
+        for p in persons
+    ]
     if len(names) == 1:
         return names[0]
     if len(names) == 2:
@@ -117,6 +125,17 @@ def label_year(children, data) -> Text:
     return Text(label.rsplit(", ", 1)[-1])
 
 
+@node
+def author_or_label(children, data) -> Text:
+    """The authors (``children``'s template) or, for a work that names
+    none, the label's author part (its short title), as in the list."""
+    entry = data["entry"]
+    if entry.persons.get("author") or entry.persons.get("editor"):
+        return children[0].format_data(data)
+    label = data["formatted_entry"].label
+    return Text(label.rsplit(", ", 1)[0])
+
+
 @dataclass
 class _Parenthetical(bay.BasicAuthorYearParentheticalReferenceStyle):
     def inner(self, role_name: str):
@@ -124,9 +143,11 @@ class _Parenthetical(bay.BasicAuthorYearParentheticalReferenceStyle):
             pre_text,
             reference[
                 join(sep=self.author_year_sep)[
-                    self.person.author_or_editor_or_title(
-                        full="s" in role_name
-                    ),
+                    author_or_label[
+                        self.person.author_or_editor_or_title(
+                            full="s" in role_name
+                        )
+                    ],
                     label_year,
                 ]
             ],
@@ -138,7 +159,9 @@ class _Parenthetical(bay.BasicAuthorYearParentheticalReferenceStyle):
 class _Textual(bay.BasicAuthorYearTextualReferenceStyle):
     def inner(self, role_name: str):
         return join(sep=self.text_reference_sep)[
-            self.person.author_or_editor_or_title(full="s" in role_name),
+            author_or_label[
+                self.person.author_or_editor_or_title(full="s" in role_name)
+            ],
             join[
                 self.bracket.left,
                 join2(sep1=self.pre_text_sep, sep2=self.post_text_sep)[

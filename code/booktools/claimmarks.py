@@ -79,37 +79,94 @@ def claim_role(
     return [nodes.superscript("", "", ref)], []
 
 
-def _yes(cell: dict | None) -> str:
-    if cell is None:
-        return "not run"
+#: The words of the list and the ledger rows, in each edition's language
+#: (these lines change with every ledger, so they are made here in the
+#: page's language instead of going through the catalogues).
+WORDS = {
+    "en": dict(
+        intro=(
+            "The robustness ledger reran every claim under {sets} seed sets "
+            "and each variant of its experiment ({made}). After each claim, "
+            "its row: the seed sets of the book's configuration in which it "
+            "held, then each variant (\u2713: held in every seed set; n/a: "
+            "the experiment has no such variant)."
+        ),
+        made="recorded on {date}, latest at commit {commit}",
+        none="no ledger has been recorded for this chapter yet",
+        sets="{held}/{total} seed sets",
+        not_claimed="not claimed",
+        na="n/a",
+        ledger="Ledger",
+        kinds=dict(identity="Identity", finding="Finding"),
+        variants=dict(
+            longer="longer", wider="wider", rate="rate", digits="digits"
+        ),
+        missing="not yet in the ledger",
+        sep=" \u00b7 ",
+    ),
+    "ja": dict(
+        intro=(
+            "頑健性台帳は、すべての主張を {sets} 組のシード集合と"
+            "実験の各変種で再実行した（{made}）。各主張の後にその行を"
+            "示す。本書の設定で主張が成り立ったシード集合の数、続いて"
+            "各変種（\u2713: すべてのシード集合で成立、n/a: その実験に"
+            "はその変種がない）。"
+        ),
+        made="{date} 記録、最新のコミット {commit}",
+        none="この章の台帳はまだ記録されていない",
+        sets="{held}/{total} シード集合",
+        not_claimed="主張せず",
+        na="n/a",
+        ledger="台帳",
+        kinds=dict(identity="恒等式", finding="知見"),
+        variants=dict(
+            longer="長い学習",
+            wider="幅広",
+            rate="別の学習率",
+            digits="手書き数字",
+        ),
+        missing="まだ台帳にない",
+        sep="・",
+    ),
+}
+
+
+def words(language: str | None) -> dict:
+    """The list's words in ``language`` (English for any other)."""
+    return WORDS.get((language or "en")[:2], WORDS["en"])
+
+
+def _cell(cell: dict, w: dict) -> tuple[str, bool]:
     held, total = len(cell["held"]), len(cell["held"]) + len(cell["failed"])
-    return "yes" if held == total else f"no ({held} of {total})"
+    if held == total:
+        return TICK, True
+    return f"{held}/{total}", False
 
 
-def ledger_row(claim_id: str, record: dict | None) -> str:
-    """A claim's row of the ledger in words: ``"held in 10 of 10 seed
-    sets; longer yes; wider no (6 of 10), not claimed; rate yes; digits
-    n/a"``."""
+def ledger_row(
+    claim_id: str, record: dict | None, language: str | None = "en"
+) -> str:
+    """A claim's row of the ledger: ``"10/10 seed sets · longer ✓ · wider
+    6/10 (not claimed) · rate ✓ · digits n/a"``."""
+    w = words(language)
     row = (record or {}).get("claims", {}).get(claim_id)
-    if row is None:
-        return "not yet in the ledger"
-    cells = row["variants"]
-    book = cells.get(ledger.BOOK)
+    book = row["variants"].get(ledger.BOOK) if row else None
     if book is None:
-        return "not yet in the ledger"
+        return w["missing"]
     held = len(book["held"])
-    total = held + len(book["failed"])
-    parts = [f"held in {held} of {total} seed sets"]
+    parts = [w["sets"].format(held=held, total=held + len(book["failed"]))]
     expected = VARIANTS if row["kind"] == "identity" else row["where"]
     for variant in VARIANTS:
-        if variant not in cells:
-            parts.append(f"{variant} n/a")
+        name = w["variants"][variant]
+        cell = row["variants"].get(variant)
+        if cell is None:
+            parts.append(f"{name} {w['na']}")
             continue
-        text = f"{variant} {_yes(cells[variant])}"
-        if variant not in expected and text.endswith(")"):
-            text += ", not claimed"
-        parts.append(text)
-    return "; ".join(parts)
+        text, ok = _cell(cell, w)
+        if not ok and variant not in expected:
+            text += f" ({w['not_claimed']})"
+        parts.append(f"{name} {text}")
+    return w["sep"].join(parts)
 
 
 def read_ledger(chapter: str, folder: Path = ledger.OUT) -> dict | None:
@@ -120,18 +177,22 @@ def read_ledger(chapter: str, folder: Path = ledger.OUT) -> dict | None:
     return json.loads(path.read_text(encoding="utf-8"))
 
 
-def made_on(record: dict | None) -> str:
-    """When and on which commit the ledger was made (short, for print)."""
+def made_on(record: dict | None, language: str | None = "en") -> str:
+    """When and on which commit the ledger was made (the latest section's
+    run), in ``language``."""
+    w = words(language)
     if not record or not record.get("sections"):
-        return "no ledger has been recorded for this chapter yet"
-    runs = record["sections"].values()
-    commits = sorted({r["commit"][:7] for r in runs})
-    dates = sorted({r["date"][:10] for r in runs})
-    sets = max(len(r["seed_sets"]) for r in runs)
-    return (
-        f"recorded on {', '.join(dates)} at commit {', '.join(commits)}, "
-        f"{sets} seed sets"
+        return w["none"]
+    latest = max(record["sections"].values(), key=lambda r: r["date"])
+    return w["made"].format(
+        date=latest["date"][:10], commit=latest["commit"][:7]
     )
+
+
+def seed_sets(record: dict | None) -> int:
+    """The most seed sets any section of the record ran."""
+    runs = (record or {}).get("sections", {}).values()
+    return max((len(r["seed_sets"]) for r in runs), default=0)
 
 
 class CheckedClaims(SphinxDirective):
@@ -150,25 +211,29 @@ class CheckedClaims(SphinxDirective):
         env.claim_lists = getattr(env, "claim_lists", {})
         env.claim_lists[env.docname] = chapter
         record = read_ledger(chapter)
-        intro = nodes.paragraph()
-        self.set_source_info(intro)
+        language = self.config.language
+        w = words(language)
+        intro = nodes.paragraph(classes=["ledger-intro"], translatable=False)
         intro += nodes.Text(
-            "The robustness ledger reran every claim under many seed sets "
-            f"and the chapter's variants ({made_on(record)}); each entry "
-            "gives its row."
+            w["intro"].format(
+                sets=seed_sets(record), made=made_on(record, language)
+            )
         )
         items = nodes.enumerated_list(enumtype="arabic", classes=["claims"])
         for claim_id, claim in listed:
             item = nodes.list_item()
-            para = nodes.paragraph()
-            self.set_source_info(para)
-            para += nodes.target("", "", ids=[target_id(claim_id)])
-            para += nodes.strong("", claim.kind.capitalize() + ".")
-            para += nodes.Text(" " + _sentence(claim.text) + " ")
-            para += nodes.emphasis(
-                "", f"Ledger: {ledger_row(claim_id, record)}."
+            text = nodes.paragraph(
+                f"**{claim.kind.capitalize()}.** {_sentence(claim.text)}"
             )
-            item += para
+            self.set_source_info(text)
+            text += nodes.target("", "", ids=[target_id(claim_id)])
+            text += nodes.strong("", w["kinds"][claim.kind] + ".")
+            text += nodes.Text(" " + _sentence(claim.text))
+            row = nodes.paragraph(classes=["ledger-row"], translatable=False)
+            row += nodes.emphasis(
+                "", f"{w['ledger']}: {ledger_row(claim_id, record, language)}"
+            )
+            item += [text, row]
             items += item
         return [intro, items]
 

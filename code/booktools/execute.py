@@ -18,15 +18,26 @@ record (:func:`measurements` reads them back). Pages that
 report on the build (:data:`REPORT_PAGES`) run after all others, and
 again whenever another page ran, so that they show this build's figures.
 
+Ctrl-C or SIGTERM stops the run within seconds (:mod:`booktools.stopping`):
+the workers, and every kernel they started, shut down through its kernel
+manager, then whatever is left is killed. Only the coordinating process
+writes the cache, one finished page at a time, so a stopped page is never
+cached; the pages that finished are, and the next run executes only the
+rest. The exit status is then 130 (SIGINT) or 143 (SIGTERM).
+
 Run as ``python -m booktools.execute BUILD_DIR`` from the book's root.
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
 import sys
+import threading
 import time
-from concurrent.futures import ProcessPoolExecutor, as_completed
+import traceback
+from collections.abc import Callable
+from concurrent.futures import Future, ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,9 +47,11 @@ import yaml
 from jupyter_cache import get_cache
 from jupyter_cache.base import CacheBundleIn
 from jupyter_cache.executors.utils import single_nb_execution
+from jupyter_client.manager import AsyncKernelManager
 from myst_nb.core.read import read_myst_markdown_notebook
 
 from batchlab.runtime import affinity_cpus, cgroup_cpu_limit
+from booktools import stopping
 
 CODE_CELL = "```{code-cell}"
 # Pages (paths without suffix, from the book's root) that read the
@@ -46,6 +59,9 @@ CODE_CELL = "```{code-cell}"
 REPORT_PAGES = ("chapters/reproducing",)
 # The cache folder, for report pages (set while pages execute here).
 CACHE_VAR = "BOOKTOOLS_CACHE"
+# In a worker: each running kernel's manager, with the event loop it runs
+# on (see TrackedKernelManager).
+_kernels: dict[AsyncKernelManager, asyncio.AbstractEventLoop] = {}
 
 
 @dataclass(frozen=True)
@@ -97,7 +113,16 @@ def workers(pages: int) -> int:
 
 
 def execute_page(path: Path, timeout: int, allow_errors: bool) -> Outcome:
-    """Execute one page in its own kernel, in the page's folder."""
+    """Execute one page in its own kernel, in the page's folder.
+
+    The notebook runs in a thread of its own: nbclient then sets no signal
+    handlers (only the main thread may), so those of
+    :func:`booktools.stopping.worker_init` stay in force, and SIGTERM shuts
+    the kernel down instead of failing the page and going on."""
+    return _in_thread(_execute_page, path, timeout, allow_errors)
+
+
+def _execute_page(path: Path, timeout: int, allow_errors: bool) -> Outcome:
     nb = read_page(path)
     peaks = [float("nan")]
 
@@ -111,12 +136,71 @@ def execute_page(path: Path, timeout: int, allow_errors: bool) -> Outcome:
         timeout=timeout,
         allow_errors=allow_errors,
         on_cell_complete=watch,
+        kernel_manager_class=TrackedKernelManager,
     )
     seconds = time.perf_counter() - start
     peak_mb = max(peaks[1:], default=float("nan"))
     if result.err is not None:
         return Outcome(str(path), None, seconds, result.exc_string, peak_mb)
     return Outcome(str(path), nb, seconds, None, peak_mb)
+
+
+def _in_thread(function: Callable[..., Outcome], *args) -> Outcome:
+    """``function(*args)``, run in a new thread while this one waits (and
+    stays free to handle signals); its exception is raised here."""
+    box: dict[str, object] = {}
+
+    def target() -> None:
+        try:
+            box["result"] = function(*args)
+        except BaseException as err:  # handed to the waiting thread
+            box["error"] = err
+
+    thread = threading.Thread(target=target, name="page")
+    thread.start()
+    thread.join()
+    if "error" in box:
+        raise box["error"]
+    return box["result"]
+
+
+class TrackedKernelManager(AsyncKernelManager):
+    """nbclient's kernel manager, recorded with its event loop while its
+    kernel runs, so that a stopped worker can shut the kernel down
+    through it (:func:`shutdown_kernels`)."""
+
+    async def start_kernel(self, **kwargs) -> None:
+        """Start the kernel and record this manager while it runs."""
+        _kernels[self] = asyncio.get_running_loop()
+        await super().start_kernel(**kwargs)
+
+    async def cleanup_resources(self, restart: bool = False) -> None:
+        """Clean up as usual, and forget this manager unless restarting."""
+        try:
+            await super().cleanup_resources(restart=restart)
+        finally:
+            if not restart:
+                _kernels.pop(self, None)
+
+
+def shutdown_kernels(wait: float = 2.0) -> None:
+    """Shut every kernel of this worker down through its manager, at once
+    (no polite request), waiting at most ``wait`` seconds for each; run on
+    the kernel's own event loop, which keeps turning in its thread."""
+    for km, loop in list(_kernels.items()):
+        try:
+            future = asyncio.run_coroutine_threadsafe(
+                km.shutdown_kernel(now=True), loop
+            )
+            future.result(timeout=wait)
+        except Exception:
+            pass  # stopping.terminate_descendants kills what is left
+
+
+def _worker_init() -> None:
+    """A pool worker: stoppable, and shutting its kernels down on SIGTERM."""
+    stopping.worker_init()
+    stopping.on_stop(shutdown_kernels)
 
 
 def child_pids() -> list[int]:
@@ -185,33 +269,82 @@ def _is_report(root: Path, page: Path) -> bool:
 
 
 def _execute(cache, pages: list[Path], timeout: int, allow_errors: bool):
-    """Run ``pages`` in a pool, cache each success; the failed pages."""
+    """Run ``pages`` in a pool, cache each success; the failed pages.
+    SIGINT or SIGTERM stops the pool and exits (see the module)."""
     n = workers(len(pages))
-    print(f"executing {len(pages)} pages with {n} processes")
-    failed = []
-    with ProcessPoolExecutor(max_workers=n) as pool:
-        jobs = [
-            pool.submit(execute_page, p, timeout, allow_errors) for p in pages
-        ]
+    print(f"executing {len(pages)} pages with {n} processes", flush=True)
+    failed: list[str] = []
+    finished: list[str] = []
+    left = [str(p) for p in pages]
+
+    def describe() -> str:
+        return stop_message(left, finished)
+
+    with (
+        stopping.stop_on_signals(describe) as stop,
+        ProcessPoolExecutor(max_workers=n, initializer=_worker_init) as pool,
+    ):
+        jobs = {
+            pool.submit(execute_page, p, timeout, allow_errors): p
+            for p in pages
+        }
         for job in as_completed(jobs):
-            out = job.result()
-            if out.error is not None:
-                failed.append(out.page)
-                print(f"FAILED {out.page} after {out.seconds:.1f} s:")
-                print(out.error)
-                continue
-            record = cache.add_nb_to_project(out.page)
-            data = {"execution_seconds": out.seconds, "peak_mb": out.peak_mb}
-            cache.cache_notebook_bundle(
-                CacheBundleIn(out.notebook, record.uri, data=data),
-                check_validity=False,
-                overwrite=True,
-            )
-            print(
-                f"executed {out.page} in {out.seconds:.1f} s, "
-                f"peak {out.peak_mb:.0f} MB"
-            )
+            out = _outcome(job, jobs[job])
+            with stop.deferred():  # a page is cached whole or not at all
+                if out.error is None:
+                    _cache(cache, out)
+                    finished.append(out.page)
+                else:
+                    failed.append(out.page)
+                left.remove(out.page)
+            _report(out)
     return failed
+
+
+def stop_message(left: list[str], finished: list[str]) -> str:
+    """What a stop interrupts (the pages ``left``) and what it keeps (the
+    ``finished`` pages, cached), for :mod:`booktools.stopping`."""
+    names = ", ".join(Path(p).stem for p in left) or "nothing"
+    if not finished:
+        return f"stopped executing {names}; no page had finished"
+    pages = "page that finished is"
+    if len(finished) > 1:
+        pages = f"{len(finished)} pages that finished are"
+    return (
+        f"stopped executing {names}; the {pages} kept in the cache, and "
+        "the next build executes only the rest"
+    )
+
+
+def _outcome(job: Future, page: Path) -> Outcome:
+    """The job's outcome; an exception (a kernel that died, say) is a
+    failure of its page."""
+    try:
+        return job.result()
+    except Exception:
+        return Outcome(str(page), None, float("nan"), traceback.format_exc())
+
+
+def _cache(cache, out: Outcome) -> None:
+    record = cache.add_nb_to_project(out.page)
+    data = {"execution_seconds": out.seconds, "peak_mb": out.peak_mb}
+    cache.cache_notebook_bundle(
+        CacheBundleIn(out.notebook, record.uri, data=data),
+        check_validity=False,
+        overwrite=True,
+    )
+
+
+def _report(out: Outcome) -> None:
+    if out.error is not None:
+        print(f"FAILED {out.page} after {out.seconds:.1f} s:")
+        print(out.error, flush=True)
+    else:
+        print(
+            f"executed {out.page} in {out.seconds:.1f} s, "
+            f"peak {out.peak_mb:.0f} MB",
+            flush=True,
+        )
 
 
 def measurements(cache_dir: str | Path) -> dict[str, dict]:

@@ -26,20 +26,26 @@ Two numbering fixes apply to the whole LaTeX build:
 
 from __future__ import annotations
 
+import ast
 import datetime as dt
 import os
+import re
 import subprocess
 from importlib import resources
 from pathlib import Path
 
 from docutils import nodes
 from pybtex.plugin import find_plugin
+from sphinx import addnodes
 from sphinx.application import Sphinx
 from sphinx.builders.latex import LaTeXBuilder
 from sphinx.builders.latex.nodes import thebibliography
+from sphinx.transforms.post_transforms import SphinxPostTransform
 from sphinx.writers.latex import LaTeXTranslator
 from sphinx_jupyterbook_latex import theme as jblatex_theme
 from sphinxcontrib.bibtex.transforms import node_text_transform
+
+from booktools.numbering import chapter_name
 
 THEMES = Path(__file__).with_name("latex_themes")
 #: LaTeX theme name -> edition.
@@ -49,6 +55,10 @@ EDITION_NAMES = {
     "instructor": "Instructor edition (exercises with solutions)",
 }
 REFERENCES_TITLE = "References"
+#: Runs of Japanese (kana, kanji, full-width forms) in running text.
+CJK_RUN = re.compile(
+    r"[\u3000-\u30ff\u3400-\u9fff\uf900-\ufaff\uff00-\uffef]+"
+)
 #: Tables with at least this many columns print in a smaller font.
 WIDE_TABLE = 7
 
@@ -109,7 +119,12 @@ def handout_docs(env) -> dict[str, int]:
     chapters = {}
     for docname, numbers in env.toc_secnumbers.items():
         top = numbers.get("")
-        if top and len(top) == 1 and docname != env.config.root_doc:
+        if (
+            top
+            and len(top) == 1
+            and isinstance(top[0], int)
+            and docname != env.config.root_doc
+        ):
             chapters[docname] = top[0]
     return dict(sorted(chapters.items(), key=lambda item: item[1]))
 
@@ -237,6 +252,240 @@ def add_chapter_bibliography(
         section += bib
 
 
+def book_address(config, docname: str, anchor: str = "") -> str:
+    """The page's address on the published site (``html_baseurl``), or
+    "" when the book has no address."""
+    base = (config.html_baseurl or "").rstrip("/")
+    if not base:
+        return ""
+    return f"{base}/{docname}.html" + (f"#{anchor}" if anchor else "")
+
+
+def _chapter_only(name: str) -> str:
+    """ "Chapter 2" stays; "Appendix B" (a back-matter page) becomes ""."""
+    return name if name.startswith("Chapter") else ""
+
+
+class PrintedCrossReferences(SphinxPostTransform):
+    """Cross-references as print reads them (LaTeX only, before Sphinx
+    resolves them).
+
+    A page's own reference (``{ref}`hessian```) prints "Chapter 2" (or
+    "Appendix A") in the book, where the reader can turn to it; in a
+    handout, whose other chapters are not in the file, it prints
+    "Chapter 2, *Title* (address)". A reference to a section, figure or
+    exercise of another page prints its title or number, where it is and
+    the address. Without this, Sphinx printed the bare label ("as
+    hessian showed") in a handout.
+    """
+
+    default_priority = 5  # before ReferencesResolver (10)
+    formats = ("latex",)
+
+    def run(self, **kwargs) -> None:
+        env = self.env
+        builder = self.app.builder
+        inside = set(getattr(builder, "docnames", ()) or ())
+        std = env.get_domain("std")
+        for node in list(self.document.findall(addnodes.pending_xref)):
+            if node.get("refdomain") != "std":
+                continue
+            kind, target = node.get("reftype"), node.get("reftarget", "")
+            if kind == "doc":
+                where = (target.lstrip("/"), "")
+            elif kind in ("ref", "numref"):
+                where = std.anonlabels.get(target.lower())
+            else:
+                continue
+            if not where or where[0] not in env.all_docs:
+                continue  # unknown: Sphinx warns as usual
+            docname, labelid = where
+            top = self._is_top(docname, labelid)
+            if docname in inside:
+                if top and kind != "numref" and not node.get("refexplicit"):
+                    # "Chapter 2"; the back matter keeps its title ("the
+                    # Glossary"), which the prose reads better with.
+                    name = _chapter_only(chapter_name(env, docname))
+                    if name:
+                        node["refexplicit"] = True
+                        node.children = [nodes.inline(name, name)]
+                continue
+            node.replace_self(self._outside(node, docname, labelid, top))
+
+    def _is_top(self, docname: str, labelid: str) -> bool:
+        if not labelid:
+            return True
+        doctree = self.env.get_doctree(docname)
+        first = next(iter(doctree.findall(nodes.section)), None)
+        return first is not None and labelid in first["ids"]
+
+    def _outside(self, node, docname: str, labelid: str, top: bool):
+        """ "Chapter 2, *Title* (address)", "*Glossary* (address)",
+        "Fig. 2.1 (Chapter 2, address)", "*Section* (Chapter 2, address)",
+        "their text (Chapter 2, *Title*, address)"."""
+        env = self.env
+        title = env.titles[docname].astext()
+        chapter = _chapter_only(chapter_name(env, docname))
+        explicit = node.get("refexplicit")
+        address = book_address(env.config, docname, "" if top else labelid)
+        link = (
+            [nodes.reference(address, address, refuri=address)]
+            if address
+            else []
+        )
+        where: list[nodes.Node] = (
+            [nodes.Text(f"{chapter}, ")] if chapter else []
+        )
+        if top and not explicit:
+            out = [*where, nodes.emphasis(title, title)]
+            return out + (
+                [nodes.Text(" ("), *link, nodes.Text(")")] if link else []
+            )
+        if top:
+            what = node.astext()
+        else:
+            what = self._label_text(node, docname, labelid) or node.astext()
+            if node.get("reftype") != "numref" and explicit:
+                what = node.astext()
+        inner = [*where]
+        if top or not chapter:
+            inner.append(nodes.emphasis(title, title))
+        elif where:
+            inner[-1] = nodes.Text(chapter)
+        if link:
+            inner += [nodes.Text(", "), *link]
+        return [nodes.Text(what + " ("), *inner, nodes.Text(")")]
+
+    def _label_text(self, node, docname: str, labelid: str) -> str:
+        """ "Fig. 2.3", "Exercise 2.1" or the section's title."""
+        env = self.env
+        std = env.get_domain("std")
+        target = env.get_doctree(docname).ids.get(labelid)
+        if target is None:
+            return ""
+        figtype = std.get_enumerable_node_type(target)
+        number = env.toc_fignumbers.get(docname, {}).get(figtype or "", {})
+        if figtype and labelid in number and figtype != "section":
+            prefix = env.config.numfig_format.get(figtype, "%s")
+            text = ".".join(map(str, number[labelid]))
+            return (prefix % text).replace("\\@", "")
+        label = std.labels.get(node.get("reftarget", "").lower())
+        return label[2] if label else ""
+
+
+#: Calls that are bookkeeping, not the experiment: print leaves them out
+#: (the claims are listed at the end of each chapter, as on the site).
+#: A cell whose statements are all such calls prints no code; a cell that
+#: calls one of ``PRINT_DROPPED_CELLS`` prints nothing at all.
+PRINT_HIDDEN_CALLS = (
+    "claims.verify",
+    "claims.check",
+    "claims.publish",
+    "claims.report",
+    "glue",
+    "plt.close",
+)
+PRINT_DROPPED_CELLS = ("claims.report",)
+#: A code cell of at most this many lines is kept on one page.
+KEEP_TOGETHER_LINES = 30
+
+
+def _called(statement: ast.stmt) -> str:
+    """The dotted name a statement calls (``claims.verify``), or ""."""
+    if not isinstance(statement, ast.Expr):
+        return ""
+    call = statement.value
+    if not isinstance(call, ast.Call):
+        return ""
+    parts, func = [], call.func
+    while isinstance(func, ast.Attribute):
+        parts.append(func.attr)
+        func = func.value
+    if not isinstance(func, ast.Name):
+        return ""
+    return ".".join([func.id, *reversed(parts)])
+
+
+def printed_code(code: str, hidden=PRINT_HIDDEN_CALLS) -> str | None:
+    """The code a printed cell shows: ``code`` without its bookkeeping
+    statements (calls named in ``hidden``, at any depth; a loop or an
+    ``if`` left with nothing but such calls goes too), or ``None`` when
+    the cell is a dropped one (``PRINT_DROPPED_CELLS``). Code that does
+    not parse (a magic) is printed as it is."""
+    try:
+        tree = ast.parse(code)
+    except SyntaxError:
+        return code
+    if any(
+        _called(s) in PRINT_DROPPED_CELLS
+        for s in ast.walk(tree)
+        if isinstance(s, ast.stmt)
+    ):
+        return None
+    drop: set[int] = set()
+    _hide(tree.body, tuple(hidden), drop)
+    kept = [line for i, line in enumerate(code.splitlines()) if i not in drop]
+    return "\n".join(kept).strip("\n")
+
+
+def _hide(statements: list[ast.stmt], hidden: tuple, drop: set[int]) -> bool:
+    """Add the lines of hidden statements to ``drop``; whether every one
+    of ``statements`` went."""
+    gone = 0
+    for statement in statements:
+        bodies = [
+            getattr(statement, field)
+            for field in ("body", "orelse", "finalbody")
+            if getattr(statement, field, None)
+        ]
+        if _called(statement) in hidden or (
+            bodies
+            and not isinstance(statement, (ast.FunctionDef, ast.ClassDef))
+            and all([_hide(body, hidden, drop) for body in bodies])
+        ):
+            drop.update(range(statement.lineno - 1, statement.end_lineno))
+            gone += 1
+    return gone == len(statements)
+
+
+class PrintedCells(SphinxPostTransform):
+    """Code cells as print shows them (LaTeX only): bookkeeping calls
+    left out (:func:`printed_code`), a cell with nothing else left out
+    whole (its outputs stay), and every short cell kept on one page
+    (``\\needspace``), so none splits with an orphan line."""
+
+    default_priority = 5
+    formats = ("latex",)
+
+    def run(self, **kwargs) -> None:
+        hidden = tuple(self.config.booktools_print_hidden_calls)
+        for source in list(self.document.findall(nodes.container)):
+            if source.get("nb_element") != "cell_code_source":
+                continue
+            cell = source.parent
+            block = next(iter(source.findall(nodes.literal_block)), None)
+            if block is None:
+                continue
+            code = printed_code(block.astext(), hidden)
+            if code is None:
+                cell.parent.remove(cell)
+                continue
+            if not code.strip():
+                cell.remove(source)
+                continue
+            if code != block.astext():
+                block.children = [nodes.Text(code)]
+                block.rawsource = code
+            n = code.count("\n") + 1
+            if n <= KEEP_TOGETHER_LINES:
+                space = nodes.raw(
+                    "",
+                    f"\\needspace{{{n + 3}\\baselineskip}}\n",
+                    format="latex",
+                )
+                cell.insert(cell.index(source), space)
+
+
 def latex_escape(text: str) -> str:
     """Escape LaTeX's special characters in plain text."""
     out = []
@@ -324,10 +573,88 @@ class BookLaTeXTranslator(LaTeXTranslator):
         if self._wide_tables.pop():
             self.body.append("\\endgroup\n")
 
+    def encode(self, text: str) -> str:
+        # Japanese anywhere (a term, a title in the reference list, a
+        # citation label) in the Japanese font, with line breaks between
+        # its characters; the main font has no Japanese glyphs.
+        encoded = super().encode(text)
+        return CJK_RUN.sub(lambda m: f"\\bookja{{{m.group(0)}}}", encoded)
+
+    def visit_title(self, node: nodes.Element) -> None:
+        # A heading never ends a page: room for a few lines after it, or
+        # for the whole of a table that follows it at once.
+        if isinstance(node.parent, nodes.section):
+            lines = heading_room(node.parent)
+            self.body.append(f"\n\\needspace{{{lines}\\baselineskip}}\n")
+        super().visit_title(node)
+
+    def visit_line_block(self, node: nodes.Element) -> None:
+        # The root page's headings become one bold line each
+        # (sphinx-jupyterbook-latex): keep them with what follows too.
+        if (
+            len(node) == 1
+            and isinstance(node[0], nodes.line)
+            and node[0].children
+            and all(isinstance(c, nodes.strong) for c in node[0].children)
+        ):
+            parent = node.parent
+            rest = parent.children[parent.index(node) + 1 :]
+            lines = room_after(rest)
+            self.body.append(f"\n\\needspace{{{lines}\\baselineskip}}\n")
+        super().visit_line_block(node)
+
+    def visit_start_of_file(self, node: nodes.Element) -> None:
+        # The back matter is lettered (booktools.numbering): LaTeX's
+        # \appendix before its first page makes it "Appendix A".
+        top = self.builder.env.toc_secnumbers.get(node["docname"], {})
+        number = top.get("")
+        if (
+            self.edition is None
+            and number
+            and number[0] == "A"
+            and len(number) == 1
+        ):
+            # Sphinx numbers figures and tables with the chapter's arabic
+            # number; after \appendix they take its letter ("A.2").
+            self.body.append(
+                "\n\\appendix\n"
+                "\\renewcommand{\\thefigure}{\\thechapter.\\arabic{figure}}\n"
+                "\\renewcommand{\\thetable}{\\thechapter.\\arabic{table}}\n"
+            )
+        super().visit_start_of_file(node)
+
     def dispatch_visit(self, node: nodes.Node) -> None:
         if self.edition == "student" and is_solution(node):
             raise nodes.SkipNode
         super().dispatch_visit(node)
+
+
+def heading_room(section: nodes.Element) -> int:
+    """Lines to keep free below a section heading: 6, or, when a table
+    comes first, the table's (two lines a row, at most 40)."""
+    return room_after(section.children[1:])
+
+
+def room_after(following: list[nodes.Node]) -> int:
+    """Lines to keep free for what follows a heading (see
+    :func:`heading_room`)."""
+    for child in following:
+        if isinstance(
+            child, (nodes.target, addnodes.tabular_col_spec, nodes.raw)
+        ):
+            continue
+        tables = (
+            [child]
+            if isinstance(child, nodes.table)
+            else list(child.findall(nodes.table))
+            if isinstance(child, nodes.container)
+            else []
+        )
+        if tables:
+            rows = len(list(tables[0].findall(nodes.row)))
+            return min(40, 2 * rows + 6)
+        break
+    return 6
 
 
 def is_solution(node: nodes.Node) -> bool:
@@ -377,6 +704,11 @@ def configure(app: Sphinx, config) -> None:
 def setup(app: Sphinx) -> None:
     """Connect the LaTeX-only parts (called by ``booktools.sphinxext``)."""
     app.set_translator("latex", BookLaTeXTranslator, override=True)
+    app.add_post_transform(PrintedCrossReferences)
+    app.add_post_transform(PrintedCells)
+    app.add_config_value(
+        "booktools_print_hidden_calls", list(PRINT_HIDDEN_CALLS), "env"
+    )
     app.connect("config-inited", configure)
     app.connect("builder-inited", write_handout_class)
     app.connect("env-get-updated", renumber_exercises, priority=900)

@@ -41,6 +41,7 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from datetime import UTC, datetime
 from pathlib import Path
 
+import pandas as pd
 from tqdm import tqdm
 
 from batchlab import claims, data, experiments
@@ -51,6 +52,7 @@ from batchlab.runtime import (
     cgroup_cpu_limit,
     variants_of,
 )
+from booktools import stopping
 
 ROOT = Path(__file__).resolve().parents[2]
 OUT = ROOT / "benchmarks" / "results" / "ledger"
@@ -184,16 +186,22 @@ def machine() -> dict:
 
 
 def commit() -> tuple[str, bool]:
-    """The current commit and whether the working tree differs from it."""
+    """The current commit and whether the working tree's code differs
+    from it; where there is no git repository, ``$BATCHLAB_COMMIT``."""
 
     def git(*args: str) -> str:
-        done = subprocess.run(
-            ["git", *args], cwd=ROOT, capture_output=True, text=True
-        )
-        return done.stdout.strip()
+        try:
+            done = subprocess.run(
+                ["git", *args], cwd=ROOT, capture_output=True, text=True
+            )
+        except OSError:  # no git on this machine
+            return ""
+        return done.stdout.strip() if done.returncode == 0 else ""
 
-    dirty = bool(git("status", "--porcelain", "--", "code"))
-    return git("rev-parse", "HEAD") or "unknown", dirty
+    head = git("rev-parse", "HEAD")
+    if not head:  # a copy without git (a lent machine): the caller says
+        return os.environ.get("BATCHLAB_COMMIT", "unknown"), False
+    return head, bool(git("status", "--porcelain", "--", "code"))
 
 
 def summarize(results: list[dict]) -> dict:
@@ -308,27 +316,72 @@ def write(
     return written
 
 
-def _ignore_interrupts() -> None:
-    import signal
-
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+PARTIAL = ".unfinished.jsonl"
 
 
-def run(todo: list[tuple[str, str, str, int]], jobs: int) -> list[dict]:
-    """Run every task in a pool of ``jobs`` processes, with progress."""
-    results = []
-    with ProcessPoolExecutor(
-        max_workers=jobs, initializer=_ignore_interrupts
-    ) as pool:
-        futures = [pool.submit(run_task, *t) for t in todo]
-        with tqdm(total=len(futures), unit="task", file=sys.stderr) as bar:
-            for future in as_completed(futures):
-                r = future.result()
+def _key(task: tuple) -> str:
+    chapter, section, variant, seed_set = task
+    module = section_module(chapter, section)
+    return f"{chapter}/{section}/{variant}/{seed_set}/{source_hash(module)}"
+
+
+def finished(partial: Path, todo: list[tuple]) -> dict[str, dict]:
+    """Results of an interrupted ledger run kept in ``partial`` that match
+    a task of ``todo`` and its section's current source, by task key."""
+    if not partial.exists():
+        return {}
+    wanted = {_key(t) for t in todo}
+    kept = {}
+    for line in partial.read_text().splitlines():
+        try:
+            result = json.loads(line)
+        except json.JSONDecodeError:
+            continue  # a line cut by a kill
+        if result.get("key") in wanted:
+            kept[result["key"]] = result
+    return kept
+
+
+def run(
+    todo: list[tuple[str, str, str, int]], jobs: int, partial: Path
+) -> list[dict]:
+    """Run every task in a pool of ``jobs`` processes, with progress.
+
+    Each finished result is appended to ``partial`` at once, so Ctrl-C or
+    SIGTERM (:mod:`booktools.stopping`) loses only the tasks running; a
+    later run with the same sections takes the finished ones from there.
+    """
+    kept = finished(partial, todo)
+    results = list(kept.values())
+    left = [t for t in todo if _key(t) not in kept]
+    partial.parent.mkdir(parents=True, exist_ok=True)
+
+    def describe() -> str:
+        return (
+            f"{len(results)} of {len(todo)} ledger tasks finished and are "
+            f"kept in {partial}; run the same command again to go on"
+        )
+
+    if kept:
+        print(f"ledger: {len(kept)} finished tasks taken from {partial}")
+    with (
+        stopping.stop_on_signals(describe) as stop,
+        ProcessPoolExecutor(
+            max_workers=jobs, initializer=stopping.worker_init
+        ) as pool,
+        tqdm(total=len(todo), initial=len(kept), unit="task") as bar,
+    ):
+        futures = {pool.submit(run_task, *t): t for t in left}
+        for future in as_completed(futures):
+            r = dict(future.result(), key=_key(futures[future]))
+            with stop.deferred():  # a result is kept whole or not at all
+                with partial.open("a") as fh:
+                    fh.write(json.dumps(r) + "\n")
                 results.append(r)
-                bar.set_postfix_str(
-                    f"{r['section']}/{r['variant']}/{r['seed_set']}"
-                )
-                bar.update()
+            bar.set_postfix_str(
+                f"{r['section']}/{r['variant']}/{r['seed_set']}"
+            )
+            bar.update()
     return results
 
 
@@ -369,9 +422,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     start = time.perf_counter()
     print(f"ledger: {len(todo)} tasks with {args.jobs} processes")
-    results = run(todo, args.jobs)
+    partial = args.out / PARTIAL
+    results = run(todo, args.jobs, partial)
     seconds = time.perf_counter() - start
     paths = write(args.out, results, command.strip(), seconds)
+    partial.unlink(missing_ok=True)
     errors = sorted(
         {
             f"{r['section']}/{r['variant']}: {r['error']}"
@@ -395,3 +450,39 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+def table(record: dict) -> pd.DataFrame:
+    """A chapter's ledger as a table for people: one row per claim (its
+    number in the chapter, id and kind), one column per variant with the
+    seed sets in which it held (``10/10``; ``n/a`` where the section has
+    no such variant; ``(not claimed)`` after a finding's failure in a
+    variant it does not claim)."""
+    rows = []
+    for claim_id, row in record["claims"].items():
+        expected = VARIANTS if row["kind"] == "identity" else row["where"]
+        out = {"claim": claim_id, "kind": row["kind"]}
+        for variant in (BOOK, *VARIANTS):
+            cell = row["variants"].get(variant)
+            if cell is None:
+                out[variant] = "n/a"
+                continue
+            held = len(cell["held"])
+            total = held + len(cell["failed"])
+            text = f"{held}/{total}"
+            if held < total and variant != BOOK and variant not in expected:
+                text += " (not claimed)"
+            out[variant] = text
+        rows.append(out)
+    return pd.DataFrame(rows)
+
+
+def cost(record: dict) -> dict[str, float]:
+    """Seconds of CPU the chapter's ledger took, summed over its
+    sections, per variant and in all (``"all"``)."""
+    totals: dict[str, float] = defaultdict(float)
+    for section in record["sections"].values():
+        for variant, seconds in section["cpu_seconds"].items():
+            totals[variant] += seconds
+            totals["all"] += seconds
+    return dict(totals)

@@ -14,8 +14,16 @@
   configuration script once per source-reading pass, and Jupyter Book's
   build reads twice, so pages declared ``THEBE_JS_URL`` twice and the
   browser raised a SyntaxError.
-* After an HTML build, the executed notebooks that myst-nb wrote to
-  ``_build/jupyter_execute`` are copied to ``_notebooks/`` in the site.
+* After an HTML build, every page that runs code is written to
+  ``_notebooks/`` as a plain Jupyter notebook with this build's outputs
+  (:mod:`booktools.notebooks`), and the theme's Binder button opens it.
+* ``{web}`...``` and ``{print}`...``` hold wording for one medium
+  ("the rocket button" exists only on the site).
+* Search: the English site indexes the words of Japanese terms too; the
+  Japanese edition (``language: ja``) uses Sphinx's Japanese search.
+* Tables made by a cell (``plots.table(..., caption=, name=)``) can be
+  referred to with ``{numref}``.
+* The back matter is lettered (:mod:`booktools.numbering`).
 
 The repository URL comes from the theme options Jupyter Book fills from
 ``repository.url`` in ``_config.yml``, so it stays in one place.
@@ -23,6 +31,7 @@ The repository URL comes from the theme options Jupyter Book fills from
 
 from __future__ import annotations
 
+import re
 import shutil
 from html import escape
 from pathlib import Path
@@ -30,9 +39,21 @@ from pathlib import Path
 from docutils import nodes
 from sphinx import addnodes
 from sphinx.application import Sphinx
+from sphinx.search import languages as search_languages
+from sphinx.search.en import SearchEnglish
+from sphinx.search.ja import DefaultSplitter
+from sphinx.transforms import SphinxTransform
 from sphinx.util.docutils import SphinxDirective
 
-from booktools import bibstyle, claimmarks, latex, sourcepages
+from booktools import (
+    bibstyle,
+    claimmarks,
+    i18n,
+    latex,
+    notebooks,
+    numbering,
+    sourcepages,
+)
 from booktools.handouts import chapter_titles
 
 NOTEBOOK_DIR = "_notebooks"
@@ -78,14 +99,19 @@ class NotebookLinks(SphinxDirective):
         href = up + f"{NOTEBOOK_DIR}/{docname}.ipynb"
         repo = self.config.html_theme_options.get("repository_url", "")
         colab = colab_url(repo, docname)
+        binderhub = self.config.html_theme_options.get(
+            "launch_buttons", {}
+        ).get("binderhub_url", "https://mybinder.org")
+        binder = notebooks.binder_url(binderhub, repo, docname)
         name = Path(docname).name
         paragraphs = [
             f'<a class="reference download" href="{href}" download>'
             f"Download this chapter as a notebook ({name}.ipynb, with "
             "outputs)</a> &middot; "
             f'<a class="reference external" href="{colab}">Open it in '
-            "Colab</a> (there, run <code>%pip install "
-            f"mnist1d==0.0.2.post1 git+{repo}</code> first)"
+            "Colab</a> &middot; "
+            f'<a class="reference external" href="{binder}">in Binder</a>'
+            " (its first cell installs what it needs)"
         ]
         source = Path(self.env.doc2path(docname)).read_text(encoding="utf-8")
         used = sourcepages.modules_used(source)
@@ -122,6 +148,13 @@ class NotebookLinks(SphinxDirective):
         return [nodes.raw("", html, format="html")]
 
 
+def pdf_address(config, name: str) -> str:
+    """A PDF's address on the published site (``html_baseurl``), or its
+    path in the site when the book has no address."""
+    base = (config.html_baseurl or "").rstrip("/")
+    return f"{base}/{PDF_DIR}/{name}" if base else f"{PDF_DIR}/{name}"
+
+
 class HandoutLinks(SphinxDirective):
     """``{handout-links}``: the book and every chapter's handouts as PDF
     (HTML only; ``make pdf`` puts the files under ``pdf/``)."""
@@ -144,7 +177,7 @@ class HandoutLinks(SphinxDirective):
             for stem, title in titles.items()
         ]
         html = '<ul class="handout-links">' + "".join(items) + "</ul>"
-        # In print, the file names of the folder the site serves.
+        # In print, the addresses where the site serves them.
         printed = addnodes.only(expr="latex")
         files = nodes.bullet_list()
         names = [("The whole book", ["book.pdf"])] + [
@@ -156,14 +189,16 @@ class HandoutLinks(SphinxDirective):
             for i, name in enumerate(pdfs):
                 if i:
                     item += nodes.Text(" and ")
-                item += nodes.literal(text=f"{PDF_DIR}/{name}")
+                address = pdf_address(self.config, name)
+                item += nodes.reference(address, address, refuri=address)
             files += nodes.list_item("", item)
         printed += files
         return [nodes.raw("", html, format="html"), printed]
 
 
 def ja_role(name, rawtext, text, lineno, inliner, options=None, content=None):
-    """``{ja}`...```: Japanese text, typeset in a Japanese font."""
+    """``{ja}`...```: Japanese text, typeset in a Japanese font that may
+    break lines between characters (``\\bookja``, ``_config.yml``)."""
     if any(c in text for c in "\\{}$&#%^_~"):
         msg = inliner.reporter.error(
             f"the ja role takes plain Japanese text, got {text!r}",
@@ -173,8 +208,77 @@ def ja_role(name, rawtext, text, lineno, inliner, options=None, content=None):
     html = nodes.raw(
         "", f'<span lang="ja">{escape(text)}</span>', format="html"
     )
-    latex = nodes.raw("", f"{{\\cjkfont {text}}}", format="latex")
+    latex = nodes.raw("", f"\\bookja{{{text}}}", format="latex")
     return [html, latex], []
+
+
+def _variant_role(expr: str):
+    """A role whose text appears only in one kind of output: ``{web}``
+    on the site (and in the notebooks), ``{print}`` in the PDFs. Its text
+    is parsed as inline Markdown, so it may hold links, math and roles."""
+
+    def role(name, rawtext, text, lineno, inliner, options=None, content=None):
+        children, messages = inliner.parse(
+            text, lineno, inliner, nodes.inline()
+        )
+        only = addnodes.only(expr=expr)
+        only += nodes.inline(text, "", *children)
+        return [only], messages
+
+    return role
+
+
+CJK = re.compile(r"[\u3040-\u30ff\u3400-\u9fff\uf900-\ufaff\uff66-\uff9f]")
+
+
+class SearchEnglishJapanese(SearchEnglish):
+    """English search whose index also holds the words of Japanese runs
+    (the glossary's terms): "確率的勾配" is indexed whole and as 確率, 的
+    and 勾配, segmented by Sphinx's Japanese splitter, so searching for
+    勾配 finds it. English words are stemmed as before."""
+
+    def init(self, options: dict) -> None:
+        super().init(options)
+        self._japanese = DefaultSplitter(options)
+
+    def split(self, input: str) -> list[str]:
+        words = super().split(input)
+        extra = [
+            part
+            for word in words
+            if CJK.search(word)
+            for part in self._japanese.split(word)
+            if part.strip() and part != word
+        ]
+        return words + extra
+
+
+def search_language(app: Sphinx, config) -> None:
+    """Japanese search where Japanese appears: the Japanese edition
+    (``language: ja``) searches with Sphinx's Japanese index; the English
+    one indexes Japanese words too (:class:`SearchEnglishJapanese`)."""
+    language = (config.language or "en").split("_")[0]
+    if language == "ja" and not config.html_search_language:
+        config.html_search_language = "ja"
+    search_languages["en"] = SearchEnglishJapanese
+
+
+class OutputTableLabels(SphinxTransform):
+    """Numbered tables made by a cell (``plots.table(..., caption=...,
+    name=...)``) can be referred to: myst-nb parses a Markdown output in a
+    document of its own, so the table's name never reached the page's
+    labels and ``{numref}`` to it failed. Runs before Sphinx collects the
+    labels."""
+
+    default_priority = 840  # SphinxDomains (labels) is 850
+
+    def apply(self, **kwargs) -> None:
+        for table in self.document.findall(nodes.table):
+            for name in table.get("names", []):
+                if name not in self.document.nametypes:
+                    table["names"].remove(name)
+                    table["names"].append(name)
+                    self.document.note_explicit_target(table, table)
 
 
 def dedupe_scripts(app, pagename, templatename, context, doctree) -> None:
@@ -197,9 +301,10 @@ def dedupe_scripts(app, pagename, templatename, context, doctree) -> None:
 
 
 def copy_notebooks(app: Sphinx, exception: Exception | None) -> None:
-    """Copy executed notebooks next to the HTML pages, and the PDFs of an
-    earlier ``make pdf`` (``_build/pdf``) to ``pdf/``, where the pages
-    link them (``make pdf`` run after the site copies them too)."""
+    """Write the executed chapters as plain notebooks into the site
+    (:mod:`booktools.notebooks`), and copy the PDFs of an earlier
+    ``make pdf`` (``_build/pdf``) to ``pdf/``, where the pages link them
+    (``make pdf`` run after the site copies them too)."""
     if exception is not None or app.builder.format != "html":
         return
     pdfs = Path(app.outdir).parent / PDF_DIR
@@ -207,12 +312,7 @@ def copy_notebooks(app: Sphinx, exception: Exception | None) -> None:
         dest = Path(app.outdir) / PDF_DIR / pdf.name
         dest.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(pdf, dest)
-    source = Path(app.outdir).parent / "jupyter_execute"
-    target = Path(app.outdir) / NOTEBOOK_DIR
-    for nb in source.rglob("*.ipynb"):
-        dest = target / nb.relative_to(source)
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(nb, dest)
+    notebooks.write_notebooks(app, exception)
 
 
 def add_static(app: Sphinx) -> None:
@@ -225,13 +325,24 @@ def add_static(app: Sphinx) -> None:
 def setup(app: Sphinx) -> dict:
     bibstyle.register()
     latex.setup(app)
+    numbering.setup(app)
     sourcepages.setup(app)
     claimmarks.setup(app)
+    i18n.setup(app)
     app.add_directive("notebook-links", NotebookLinks)
     app.add_directive("handout-links", HandoutLinks)
     app.add_role("ja", ja_role)
+    # Wording for one medium: "the rocket button" exists only on the
+    # site; "the address below" only in print.
+    app.add_role("web", _variant_role("html"))
+    app.add_role("print", _variant_role("latex"))
     # Late, after handlers that add page-specific scripts (MathJax).
     app.connect("html-page-context", dedupe_scripts, priority=900)
     app.connect("build-finished", copy_notebooks)
+    app.connect(
+        "html-page-context", notebooks.point_binder_at_notebooks, priority=510
+    )
     app.connect("builder-inited", add_static)
+    app.connect("config-inited", search_language)
+    app.add_transform(OutputTableLabels)
     return {"parallel_read_safe": True, "parallel_write_safe": True}

@@ -16,4 +16,4 @@ those facts. A chapter package lists its sections in ``SECTIONS``.
 
 #: The chapter packages, in the book's order; the ledger and the claim
 #: registry (:func:`batchlab.claims.registry`) walk these.
-CHAPTERS = ("minibatch", "normalization", "eigenvalues")
+CHAPTERS = ("minibatch", "normalization", "batchnorm", "eigenvalues")

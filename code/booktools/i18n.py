@@ -1,0 +1,252 @@
+"""The Japanese edition: gettext catalogues, one execution, two languages.
+
+The Japanese book is built from the same pages and the same executed
+notebooks (jupyter-cache) as the English one; only the prose is
+translated, through Sphinx's gettext machinery: message catalogues under
+``locales/ja/LC_MESSAGES/`` (one ``.po`` file per page, made and updated
+by ``sphinx-intl``). Numbers, claims and figures come from the one
+execution.
+
+* :func:`localize_glue` rewrites a translated message's glue roles into
+  the cross-document form (``{glue:text}`minibatch.md::key:.2f```):
+  Sphinx parses a translated paragraph again, outside the notebook, where
+  only that form finds the page's glue data (myst-nb resolves it after
+  parsing, from the page's glue cache).
+* :func:`update` runs the catalogue step over a folder of catalogues.
+* :func:`coverage` counts untranslated and fuzzy messages per catalogue;
+  ``python -m booktools.i18n check`` fails on any, so an English change
+  cannot land without its Japanese.
+* :func:`side_config` writes the Japanese build's ``_config.yml`` (and
+  the catalogue build's): the English one with the language, the
+  catalogues and the English build's execution cache.
+
+Command line (from the book's root)::
+
+    python -m booktools.i18n rewrite locales/ja/LC_MESSAGES
+    python -m booktools.i18n check locales/ja/LC_MESSAGES
+    python -m booktools.i18n config BUILD_DIR OUT_FILE
+    python -m booktools.i18n gettext-config BUILD_DIR OUT_FILE
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from pathlib import Path
+
+import yaml
+from babel.messages.pofile import read_po, write_po
+from docutils import nodes
+from sphinx.application import Sphinx
+from sphinx.transforms import SphinxTransform
+
+LANGUAGE = "ja"
+LOCALE_DIR = Path("locales")
+#: glue roles: ``{glue}``, ``{glue:text}``, ``{glue:any}``, ``{glue:md}``.
+GLUE_ROLE = re.compile(r"\{(glue(?::[a-z]+)?)\}`([^`]+)`")
+
+
+def localize_glue(message: str, page: str) -> str:
+    """``message`` with every same-page glue role in the cross-document
+    form for ``page`` (the page's file name, ``minibatch.md``); roles
+    already in that form are kept.
+
+    Raises:
+        ValueError: ``page`` is not a file name with a suffix.
+    """
+    if "/" in page or "." not in page:
+        raise ValueError(
+            f"page must be the page's file name (minibatch.md), got {page!r}"
+        )
+
+    def fix(match: re.Match) -> str:
+        role, body = match.groups()
+        if "::" in body:
+            return match.group(0)
+        return f"{{{role}}}`{page}::{body}`"
+
+    return GLUE_ROLE.sub(fix, message)
+
+
+def page_of(catalogue: Path, root: Path) -> str:
+    """The file name of the page a catalogue translates
+    (``.../chapters/minibatch.po`` -> ``minibatch.md``)."""
+    relative = catalogue.relative_to(root)
+    return relative.with_suffix(".md").name
+
+
+def update(root: Path) -> int:
+    """Rewrite the glue roles of every translation under ``root`` (the
+    ``LC_MESSAGES`` folder); returns how many messages changed."""
+    changed = 0
+    for path in sorted(root.rglob("*.po")):
+        with path.open("rb") as fh:
+            catalog = read_po(fh)
+        page = page_of(path, root)
+        touched = False
+        for message in catalog:
+            if not message.id or not isinstance(message.string, str):
+                continue
+            new = localize_glue(message.string, page)
+            if new != message.string:
+                message.string = new
+                touched = True
+                changed += 1
+        if touched:
+            with path.open("wb") as fh:
+                write_po(fh, catalog, width=76)
+    return changed
+
+
+def coverage(root: Path) -> dict[str, dict[str, int]]:
+    """Per catalogue under ``root``: messages in all, translated,
+    untranslated and fuzzy."""
+    found = {}
+    for path in sorted(root.rglob("*.po")):
+        with path.open("rb") as fh:
+            catalog = read_po(fh)
+        counts = dict(total=0, translated=0, untranslated=0, fuzzy=0)
+        for message in catalog:
+            if not message.id:
+                continue  # the header
+            counts["total"] += 1
+            if message.fuzzy:
+                counts["fuzzy"] += 1
+            elif message.string:
+                counts["translated"] += 1
+            else:
+                counts["untranslated"] += 1
+        found[path.relative_to(root).as_posix()] = counts
+    return found
+
+
+def side_config(source: Path, build: Path, language: str | None) -> dict:
+    """The configuration of a build beside the English one (the Japanese
+    site, or the gettext catalogues): the English ``_config.yml`` at
+    ``source``, reading the English build's execution cache under
+    ``build`` (so no page runs twice), with ``language`` and its
+    catalogues when given."""
+    config = yaml.safe_load(source.read_text(encoding="utf-8"))
+    sphinx = config.setdefault("sphinx", {}).setdefault("config", {})
+    root = source.parent.resolve()
+    sphinx["gettext_compact"] = False
+    if language:
+        sphinx.update(
+            language=language,
+            locale_dirs=[str(root / LOCALE_DIR)],
+            html_search_language=language,
+        )
+    execute = config.setdefault("execute", {})
+    execute["execute_notebooks"] = "cache"
+    execute["cache"] = str((build / ".jupyter_cache").resolve())
+    bib = config.get("bibtex_bibfiles", [])
+    config["bibtex_bibfiles"] = [str(root / b) for b in bib]
+    return config
+
+
+#: The other edition of each language, its label (in its own language)
+#: and where its pages lie relative to this edition's root.
+EDITIONS = {"en": ("ja", "日本語", "ja/"), "ja": ("en", "English", "../")}
+
+
+def switch_href(pagename: str, language: str) -> tuple[str, str, str]:
+    """``(href, label, language)`` of the same page in the other edition:
+    the Japanese site lies in ``ja/`` under the English one."""
+    other, label, prefix = EDITIONS["ja" if language == "ja" else "en"]
+    up = "../" * pagename.count("/")
+    return f"{up}{prefix}{pagename}.html", label, other
+
+
+def language_switch(app: Sphinx, pagename, templatename, context, doctree):
+    """``html-page-context``: a link at the top of every page to the same
+    page in the other language, once the book has a Japanese edition
+    (catalogues under ``locales/ja``)."""
+    if app.builder.format != "html" or doctree is None:
+        return
+    if not (Path(app.srcdir) / LOCALE_DIR / LANGUAGE).is_dir():
+        return
+    href, label, other = switch_href(pagename, app.config.language or "en")
+    link = (
+        f'<p class="language-switch"><a href="{href}" hreflang="{other}" '
+        f'lang="{other}">{label}</a></p>'
+    )
+    context["body"] = link + context.get("body", "")
+
+
+class KeepNumbersOut(SphinxTransform):
+    """Outputs of code cells that hold a number are not messages to
+    translate: they change with every run (a table's values, a measured
+    sentence) and are the same in every language. Their words (a table's
+    header, a row's name) stay messages. Runs before Sphinx's Locale
+    transform and before the catalogues are extracted."""
+
+    default_priority = 15
+
+    def apply(self, **kwargs) -> None:
+        for box in self.document.findall(nodes.container):
+            if "cell_output" not in box.get("classes", []):
+                continue
+            for text in box.findall(nodes.TextElement):
+                if DIGIT.search(text.astext()):
+                    text["translatable"] = False
+
+
+DIGIT = re.compile(r"\d")
+
+
+def setup(app: Sphinx) -> None:
+    """Connect the language switch and keep measured outputs out of the
+    catalogues (called by ``booktools.sphinxext``)."""
+    app.connect("html-page-context", language_switch)
+    app.add_transform(KeepNumbersOut)
+
+
+def main(argv: list[str]) -> int:
+    """Command line; returns the exit status."""
+    usage = (
+        "usage: python -m booktools.i18n rewrite|check LC_MESSAGES_DIR\n"
+        "       python -m booktools.i18n config BUILD_DIR OUT_FILE"
+    )
+    if len(argv) < 2:
+        print(usage, file=sys.stderr)
+        return 2
+    command, args = argv[0], argv[1:]
+    if command == "rewrite" and len(args) == 1:
+        print(f"{update(Path(args[0]))} messages now glue across documents")
+        return 0
+    if command == "check" and len(args) == 1:
+        return _check(Path(args[0]))
+    if command in ("config", "gettext-config") and len(args) == 2:
+        language = LANGUAGE if command == "config" else None
+        config = side_config(Path("_config.yml"), Path(args[0]), language)
+        Path(args[1]).write_text(
+            yaml.safe_dump(config, allow_unicode=True, sort_keys=False),
+            encoding="utf-8",
+        )
+        return 0
+    print(usage, file=sys.stderr)
+    return 2
+
+
+def _check(root: Path) -> int:
+    counts = coverage(root)
+    if not counts:
+        print(f"no catalogues under {root}")
+        return 1
+    bad = {
+        name: c
+        for name, c in counts.items()
+        if c["untranslated"] or c["fuzzy"]
+    }
+    total = sum(c["total"] for c in counts.values())
+    done = sum(c["translated"] for c in counts.values())
+    print(f"{done} of {total} messages translated in {len(counts)} pages")
+    for name, c in bad.items():
+        print(
+            f"  {name}: {c['untranslated']} untranslated, {c['fuzzy']} fuzzy"
+        )
+    return 1 if bad else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
