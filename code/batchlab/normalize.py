@@ -391,12 +391,14 @@ class CenteredEnsemble:
         ``([h_0, t_1, h_1, ...], logits)`` for ``x`` ``(m, B, d)`` or
         shared ``(B, d)``."""
         h, kept = x, [x]
+        if x.ndim == 2:  # one batch for every model (a view, no copy)
+            h = x.expand(self.n_models, -1, -1)
         for k, (W, b) in enumerate(zip(self.W, self.b)):
-            z = torch.matmul(h, W) + b
+            z = torch.baddbmm(b, h, W)  # the bias added in the product
             if k == len(self.W) - 1:
                 return kept, z
-            t = torch.tanh(z)
-            h = (t - self.shift[k]) / self.scale[k]
+            t = z.tanh_()
+            h = torch.sub(t, self.shift[k]).div_(self.scale[k])
             kept += [t, h]
         raise AssertionError("unreachable")
 
@@ -421,8 +423,6 @@ class CenteredEnsemble:
                 below = torch.bmm(g, self.W[k].transpose(1, 2))
                 below = below / self.scale[k - 1] * (1 - t * t)
             step = g * scale  # (m, B, d_out): cheaper to scale than W
-            if h_in.ndim == 2:  # inputs shared by every model
-                h_in = h_in.expand(step.shape[0], -1, -1)
             self.W[k].baddbmm_(h_in.transpose(1, 2), step, alpha=-1)
             self.b[k].sub_(step.sum(1, keepdim=True))
             if k > 0:
