@@ -244,6 +244,7 @@ def test_layers_best_rates_and_paired_facts():
         layers.Config(),
         plain_rates=(0.05, 0.1, 0.4, 0.8),
         standardized_rates=(0.025, 0.05, 0.1, 0.2),
+        steps=3000,  # the budget of the frame above
     )
     f = layers.facts(frame, cfg)
     assert f["best_steps"] == pytest.approx(101.5)

@@ -63,7 +63,7 @@ def gapped_spectrum(dim: int, gap: float) -> torch.Tensor:
 
 def run(cfg: Config, data=None) -> pd.DataFrame:
     """Both methods from ``cfg.starts`` starts on the diagonal matrix of
-    each gap (power iteration ends once within ``cfg.target / 100``).
+    each gap (power iteration ends once within ``cfg.target``).
 
     Returns:
         One row per ``gap``, ``start`` and ``method`` (of
@@ -85,7 +85,7 @@ def run(cfg: Config, data=None) -> pd.DataFrame:
         e1 = np.eye(cfg.dim, 2)  # the top two eigenvectors
         known = Eigen(spectrum[:2].numpy(), e1, 0)
         op = MatrixOperator(spectrum, diagonal=True)
-        traces, stops = race_starts(op, known, race, floor=cfg.target / 100)
+        traces, stops = race_starts(op, known, race, floor=cfg.target)
         both = traces.dropna(subset=["power", "lanczos"])
         ok = (
             (both["lanczos"] <= both["power"] + 1e-12)

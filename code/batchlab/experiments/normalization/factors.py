@@ -39,13 +39,13 @@ class Config:
 
     sizes: tuple[int, ...] = (40, 100, 100, 10)  # MLP widths, input first
     lr: float = 0.05  # the shared rate of the previous section
-    steps: int = 3000  # SGD steps of both networks
+    steps: int = 2000  # SGD steps of both networks
     batch_size: int = 32  # SGD batch size
     every: int = 50  # steps between renormalizations and loss checks
     monitor: int = 1000  # training examples for statistics and checks
     seeds: int = 6  # initializations and batch orders, shared
-    factor_examples: int = 1000  # examples the factors average over
-    kfac_examples: int = 250  # examples of the K-FAC error (n^2 work)
+    factor_examples: int = 500  # examples the factors average over
+    kfac_examples: int = 200  # examples of the K-FAC error (n^2 work)
     tol: float = 1e-4  # Lanczos's relative tolerance
     dataset: str = "mnist1d"  # batchlab.data.load name
 
