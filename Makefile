@@ -30,7 +30,7 @@ PHONY_I18N := book-ja catalogues i18n-check
 help:
 	@echo "make book      execute every chapter and build the HTML (_build/html)"
 	@echo "make test      run the test suite"
-	@echo "make chapter NAME=hessian   rebuild one chapter alone (fast)"
+	@echo "make chapter NAME=normalization   rebuild one chapter alone (fast)"
 	@echo "make robust    the book again with seed sets 1 and 2 (every claim must hold)"
 	@echo "make ledger    every claim under 10 seed sets and its section's variants"
 	@echo "               (CHAPTERS=minibatch SECTIONS=noise for a part; recorded in"
@@ -106,7 +106,7 @@ i18n-check: catalogues
 # still do. `make book` remains the full check.
 PAGE := $(BUILD)/_page/$(NAME)
 chapter: $(STAMP)
-	@test -n "$(NAME)" || { echo "usage: make chapter NAME=hessian"; exit 2; }
+	@test -n "$(NAME)" || { echo "usage: make chapter NAME=normalization"; exit 2; }
 	@test -f chapters/$(NAME).md || { echo "no chapters/$(NAME).md"; exit 2; }
 	BATCHLAB_SCALE=$(SCALE) $(BIN)/jupyter-book build chapters/$(NAME).md --path-output $(OUT) $(PAGEFLAGS) \
 	  || { rm -rf $(PAGE)/.doctrees; exit 1; }

@@ -3,7 +3,7 @@ list every claim that does not hold: the survey behind the full-scale
 figures of the reproducing page and the README.
 
     python benchmarks/bench_chapters.py [--scale full] [--jobs 2]
-        [--chapters minibatch,hessian,batchnorm,eigenvalues] [--out DIR]
+        [--chapters minibatch,normalization,batchnorm,eigenvalues] [--out DIR]
 
 This is a survey, not a build. The build (``make book``) stops at the
 first claim that fails; here a failed claim is recorded and the chapter
@@ -44,7 +44,7 @@ from pathlib import Path
 from booktools import stopping
 
 ROOT = Path(__file__).resolve().parents[1]
-CHAPTERS = ("minibatch", "hessian", "batchnorm", "eigenvalues")
+CHAPTERS = ("minibatch", "normalization", "batchnorm", "eigenvalues")
 
 
 def _glue_stub() -> types.ModuleType:

@@ -47,7 +47,7 @@ import torch.nn.functional as F
 from pyhessian import hessian as PyHessian
 
 from batchlab import data, hessian, lanczos, models, train
-from batchlab.experiments.eigenvalues import stop_on_change
+from batchlab.experiments.eigenvalues._race import stop_on_change
 
 # pyhessian/__init__ rebinds the name `hessian` to the class, so fetch the
 # module itself to instrument its group_product.
@@ -113,7 +113,7 @@ def lanczos_oracle(net, d, ref: float, seed: int) -> int:
     op = operator(net, d)
     gen = torch.Generator().manual_seed(seed)
     v0 = torch.randn(op.dim, generator=gen, dtype=torch.float64)
-    return first_within(lanczos.lanczos_estimates(op.matvec, v0, 40), ref)
+    return first_within(lanczos.lanczos_estimates(op, v0, 40), ref)
 
 
 # --------------------------------------------------------------------------

@@ -102,7 +102,9 @@ def measure(chapters: list[str], scale: str) -> pd.DataFrame:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--scale", default="book")
-    parser.add_argument("--chapters", default="minibatch,hessian,batchnorm")
+    parser.add_argument(
+        "--chapters", default="minibatch,normalization,batchnorm"
+    )
     args = parser.parse_args()
     frame = measure(args.chapters.split(","), args.scale)
     table = frame.pivot_table(

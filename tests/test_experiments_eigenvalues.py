@@ -1,23 +1,41 @@
+"""The eigenvalue appendix's sections: the race against closed forms, the
+stopping rules replayed by hand, both sections at quick scale and their
+facts on synthetic frames."""
+
 from dataclasses import replace
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
-from batchlab import data, lanczos
-from batchlab.experiments import eigenvalues as eig
+from batchlab import claims, data, lanczos
+from batchlab.experiments import eigenvalues
+from batchlab.experiments.eigenvalues import _race, gaps, race
 from batchlab.runtime import Scale
+
+
+def test_sections_in_page_order_with_prefixed_claims():
+    assert claims.sections(eigenvalues) == [race, gaps]
+    ids = [c.id for s in (race, gaps) for c in s.CLAIMS]
+    assert len(ids) == len(set(ids)) and all(i.startswith("ev-") for i in ids)
 
 
 def test_stop_on_change_replays_the_rule_by_hand():
     # changes: 1 -> 2 (50 %), 2 -> 2.001 (0.05 %): fires at the third
     # product and returns the second estimate, as PyHessian does.
-    assert eig.stop_on_change(np.array([1.0, 2.0, 2.001, 5.0]), 1e-3) == (
+    assert _race.stop_on_change(np.array([1.0, 2.0, 2.001, 5.0]), 1e-3) == (
         3,
         2.0,
     )
     with pytest.raises(ValueError, match="never changed"):
-        eig.stop_on_change(np.array([1.0, 2.0, 4.0]), 1e-3)
+        _race.stop_on_change(np.array([1.0, 2.0, 4.0]), 1e-3)
+
+
+def known(d: torch.Tensor) -> lanczos.Eigen:
+    order = torch.argsort(d, descending=True)[:2]
+    vectors = torch.eye(len(d), dtype=torch.float64)[:, order]
+    return lanczos.Eigen(d[order].numpy(), vectors.numpy(), 0)
 
 
 def test_race_counts_products_from_the_closed_form():
@@ -27,109 +45,106 @@ def test_race_counts_products_from_the_closed_form():
             torch.tensor([0.5, 1.0], dtype=torch.float64),
         ]
     )
-    race = eig.race_top_eigenvalue(
-        lambda v: d * v, 50, 1.0, starts=3, power_steps=60, lanczos_steps=50
+    cfg = replace(
+        race.Config(),
+        starts=3,
+        power_steps=60,
+        lanczos_steps=50,
+        stop_steps=50,
     )
+    op = lanczos.MatrixOperator(d, diagonal=True)
+    traces, stops = _race.race_starts(op, known(d), cfg.budget())
     gen = torch.Generator().manual_seed(0)  # the race's own starts
     for i in range(3):
         c = torch.randn(50, generator=gen, dtype=torch.float64)
         j = torch.arange(60, dtype=torch.float64)[:, None]
         w = c**2 * d.abs() ** (2 * j)
         err = (1.0 - (w * d).sum(1) / w.sum(1)).numpy()
-        assert race.power_to_target[i] == np.flatnonzero(err <= 1e-4)[0] + 1
-        n, value = eig.stop_on_change(1.0 - err, 1e-3)
-        assert race.change_products[i] == n
-        assert race.change_error[i] == pytest.approx(1.0 - value)
-        _, lz = lanczos.lanczos_stop(lambda v: d * v, c, 1e-3, 50)
-        assert race.lanczos_stop_error[i] == pytest.approx(abs(1.0 - lz))
-    # Lanczos never needs more products than power iteration
-    assert np.all(race.lanczos_to_target <= race.power_to_target)
-    assert np.all(race.lanczos <= race.power[:, :50] + 1e-12)
-    with pytest.raises(ValueError, match="reference"):
-        eig.race_top_eigenvalue(lambda v: v, 5, 0.0, 1, 5, 5)
-    with pytest.raises(ValueError, match="starts"):
-        eig.race_top_eigenvalue(lambda v: v, 5, 1.0, 0, 5, 5)
-
-
-def test_gapped_spectrum_has_the_asked_ratio_and_rejects_bad_gaps():
-    spec = eig.gapped_spectrum(100, 0.9)
-    top = torch.sort(spec, descending=True).values
-    assert top[0] == 1.0 and top[1] == pytest.approx(0.9)
-    assert top[2] < top[1] and spec.min() == pytest.approx(-0.09)
-    assert spec.shape == (100,)
-    for bad in (0.0, 1.0, 1.5):
-        with pytest.raises(ValueError, match="gap"):
-            eig.gapped_spectrum(10, bad)
-    with pytest.raises(ValueError, match="dim"):
-        eig.gapped_spectrum(2, 0.5)
-
-
-def test_race_floor_ends_power_iteration_early():
-    spec = eig.gapped_spectrum(60, 0.5)
-    full = eig.race_top_eigenvalue(lambda v: spec * v, 60, 1.0, 2, 80, 20)
-    early = eig.race_top_eigenvalue(
-        lambda v: spec * v, 60, 1.0, 2, 80, 20, floor=1e-6
-    )
-    for row_full, row in zip(full.power, early.power):
-        done = ~np.isnan(row)
-        n = int(done.sum())
-        assert 1 < n < 80 and done[:n].all()  # a prefix, then NaN
-        assert row[n - 1] <= 1e-6 < row[n - 2]  # stopped at the first hit
-        np.testing.assert_array_equal(row[:n], row_full[:n])
-    np.testing.assert_array_equal(early.power_to_target, full.power_to_target)
-
-
-def test_config_scales_and_diagonal_race_row():
-    quick = eig.EigenvaluesConfig.for_scale(Scale.QUICK)
-    book = eig.EigenvaluesConfig.for_scale(Scale.BOOK)
-    assert quick.dim < book.dim and quick.starts <= book.starts
-    cfg = replace(
-        quick, dim=80, starts=2, diag_power_steps=300, diag_lanczos_steps=40
-    )
-    race, row = eig.race_on_diagonal(cfg, 0.8)
-    assert race.power.shape == (2, 300) and race.lanczos.shape == (2, 40)
-    assert row["model"] == "diagonal" and row["gap"] == 0.8
-    assert row["power"] == race.power_to_target.mean()
-    assert row["lanczos"] == race.lanczos_to_target.mean()
-    assert row["change_stop_error"] == np.median(race.change_error)
-    assert row["lanczos_stop_error"] == np.median(race.lanczos_stop_error)
-    assert eig.never_worse(race)
+        row = stops.iloc[i]
+        assert row["power_to_target"] == np.flatnonzero(err <= 1e-4)[0] + 1
+        n, value = _race.stop_on_change(1.0 - err, 1e-3)
+        assert row["change_products"] == n
+        assert row["change_error"] == pytest.approx(1.0 - value)
+        rule = lanczos.lanczos_top(op, tol=1e-3, max_steps=50, v0=c)
+        assert row["stop_error"] == pytest.approx(abs(1 - rule.values[0]))
+        assert row["component"] == pytest.approx(
+            abs(float(c[-1])) * 50**0.5 / float(c.norm())
+        )
+    assert (stops["lanczos_to_target"] <= stops["power_to_target"]).all()
+    assert _race.never_worse(traces)
+    with pytest.raises(ValueError, match="positive top eigenvalue"):
+        negative = lanczos.Eigen(np.array([-1.0, -2.0]), np.eye(50, 2), 0)
+        _race.race_starts(op, negative, cfg.budget())
 
 
 def test_never_worse_detects_a_worse_lanczos_row():
-    power = np.array([[0.5, 0.1, np.nan]])
-    race = eig.Race(
-        power,
-        np.array([[0.4, 0.2, 0.3]]),
-        power[:, 0],
-        power[:, 0],
-        power[:, 0],
-        power[:, 0],
-        power[:, 0],
+    traces = pd.DataFrame(
+        dict(
+            start=0,
+            product=[1, 2, 3],
+            power=[0.5, 0.1, np.nan],
+            lanczos=[0.4, 0.2, 0.3],
+        )
     )
-    assert not eig.never_worse(race)  # 0.2 > 0.1 at the second product
-    good = eig.Race(
-        power,
-        np.array([[0.4, 0.1, 0.9]]),
-        power[:, 0],
-        power[:, 0],
-        power[:, 0],
-        power[:, 0],
-        power[:, 0],
-    )
-    assert eig.never_worse(good)  # NaN: power iteration had converged
+    assert not _race.never_worse(traces)  # 0.2 > 0.1 at the second product
+    traces["lanczos"] = [0.4, 0.1, 0.9]
+    assert _race.never_worse(traces)  # NaN: power iteration had converged
 
 
-def test_race_on_mlp_row():
+def test_gapped_spectrum_has_the_asked_ratio_and_rejects_bad_gaps():
+    spec = gaps.gapped_spectrum(100, 0.9)
+    top = torch.sort(spec, descending=True).values
+    assert top[0] == 1.0 and top[1] == pytest.approx(0.9)
+    assert top[2] < top[1] and spec.min() == pytest.approx(-0.09)
+    for bad in (0.0, 1.0, 1.5):
+        with pytest.raises(ValueError, match="gap"):
+            gaps.gapped_spectrum(10, bad)
+    with pytest.raises(ValueError, match="dim"):
+        gaps.gapped_spectrum(2, 0.5)
+
+
+def test_gaps_at_quick_scale_and_its_facts():
     cfg = replace(
-        eig.EigenvaluesConfig.for_scale(Scale.QUICK),
-        hessian_examples=100,
-        train_steps=(20,),
-        starts=1,
-        power_steps=150,
-        lanczos_steps=30,
+        gaps.Config.for_scale(Scale.QUICK),
+        dim=80,
+        starts=2,
+        power_steps=400,
+        lanczos_steps=40,
     )
-    race, row = eig.race_on_mlp(cfg, data.mnist1d(num_samples=400), 20)
-    assert row["params"] == 40 * 100 + 100 + 100 * 100 + 100 + 100 * 10 + 10
-    assert 0 < row["gap"] < 1
-    assert race.lanczos.shape == (1, 30)
+    frame = gaps.run(cfg)
+    assert set(frame["method"]) == set(gaps.METHODS)
+    f = gaps.facts(frame, cfg)
+    assert f["gap_never_worse"] and f["gap_reached"]
+    mean = frame.groupby(["gap", "method"])["products"].mean()
+    assert f["gap_ratio_hi"] == pytest.approx(
+        mean[(0.99, "power iteration")] / mean[(0.99, "Lanczos")]
+    )
+    assert claims.evaluate(gaps, f, Scale.QUICK) == {
+        "ev-diagonal-never-worse": True
+    }
+
+
+def test_race_at_quick_scale_and_the_bad_stop_facts():
+    cfg = replace(
+        race.Config.for_scale(Scale.QUICK),
+        hessian_examples=100,
+        short_steps=20,
+        long_steps=60,
+        power_steps=150,
+    )
+    frame = race.run(cfg, data.mnist1d(num_samples=400))
+    starts = frame[frame["kind"] == "start"]
+    assert set(starts["steps"]) == {20, 60} and len(starts) == 2 * cfg.starts
+    f = race.facts(frame, cfg)
+    assert f["race_params"] == 40 * 32 + 32 + 32 * 10 + 10
+    assert claims.evaluate(race, f, Scale.QUICK) == {"ev-never-worse": True}
+    # a start that settled on lambda_2: the facts find it
+    bad = starts.iloc[[0]].assign(
+        stop_error=0.05,
+        stop_value=starts["gap"].iloc[0] * starts["lambda_1"].iloc[0],
+        component=0.07,
+        ritz_gap=1.0,
+    )
+    f = race.facts(pd.concat([frame, bad]), cfg)
+    assert f["bad_stops"] >= 1 and f["bad_from_l2"] < 1e-12
+    assert f["bad_component"] >= 0.07

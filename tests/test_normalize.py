@@ -190,3 +190,128 @@ def test_train_logistic_follows_autograd_gradient_descent(correlated):
     np.testing.assert_allclose(
         [r["loss"] for r in rows], losses[::4], rtol=1e-10
     )
+
+
+def test_constant_features_are_dropped_for_every_kind():
+    gen = torch.Generator().manual_seed(2)
+    x = torch.randn(50, 4, generator=gen, dtype=torch.float64)
+    x = torch.cat(
+        [x[:, :2], torch.zeros(50, 1), x[:, 2:], 3 + 0 * x[:, :1]], 1
+    )
+    assert N.varying(x).tolist() == [True, True, False, True, True, False]
+    inner = x[:, N.varying(x)]
+    for kind in N.KINDS:
+        T = N.fit_transform(x, kind, drop_constant=True)
+        assert T.out_features == 4
+        want = N.fit_transform(inner, kind)(inner)
+        assert torch.allclose(T(x), want, atol=1e-12)
+    with pytest.raises(ValueError, match="drop_constant"):
+        N.fit_transform(x, "standardize")
+    # the digits: three pixels are zero in every image
+    from batchlab import data
+
+    digits = data.digits()
+    assert int((~N.varying(digits.x_train)).sum()) >= 3
+    spectra, rows = N.linear_conditioning(
+        digits.x_train, ["raw", "zca"], drop_constant=True
+    )
+    assert abs(rows[1]["condition"] - 1) < 1e-6
+    assert rows[0]["lambda_min"] > 0
+
+
+@pytest.fixture(scope="module")
+def small():
+    return data.mnist1d(num_samples=300)
+
+
+def test_centered_ensemble_trains_as_centered_mlps_with_autograd(small):
+    """Independent: each model trained alone by train_sgd (autograd), its
+    hidden layers renormalized by CenteredMLP every few steps."""
+    from batchlab.train import SGDConfig, train_sgd
+
+    sizes, every, steps = [40, 12, 8, 10], 4, 13
+    modes, lrs, seeds = list(N.HIDDEN_MODES), [0.2, 0.3, 0.1], [3, 4, 5]
+    ens = N.CenteredEnsemble(sizes, seeds, modes)
+    run = N.train_centered(
+        ens, small, lrs, seeds, steps, batch_size=8, every=every, monitor=100
+    )
+    assert list(run.checks) == [0, 4, 8, 12, 13]
+    for i, (mode, lr, seed) in enumerate(zip(modes, lrs, seeds)):
+        net = N.CenteredMLP(sizes, seed=seed)
+        xm = small.x_train[:100]
+
+        def hook(step, model, mode=mode, xm=xm):
+            if mode != "none" and (step % every == 0 or step == steps):
+                model.renormalize(xm, rescale=mode == "standardize")
+
+        hook(0, net)
+        train_sgd(net, small, SGDConfig(8, lr, steps, seed=seed), on_step=hook)
+        got = ens.member(i)
+        for a, b in zip(got.parameters(), net.parameters()):
+            assert torch.allclose(a, b, atol=1e-5)
+        for k in range(2):
+            assert torch.allclose(
+                getattr(got, f"scale{k}"), getattr(net, f"scale{k}"), atol=1e-5
+            )
+            assert torch.allclose(
+                getattr(got, f"shift{k}"), getattr(net, f"shift{k}"), atol=1e-5
+            )
+        with torch.no_grad():
+            loss = F.cross_entropy(net(xm), small.y_train[:100])
+        assert run.loss[i, -1] == pytest.approx(float(loss), rel=1e-5)
+    plain = ens.member(0)
+    assert all(
+        float(getattr(plain, f"scale{k}").sub(1).abs().max()) == 0
+        for k in range(2)
+    )
+
+
+def test_train_centered_stops_at_targets_and_keeps_copies(small):
+    sizes, seeds, kw = [40, 12, 10], [0, 1], dict(every=5, monitor=200)
+    modes = ["none", "standardize"]
+    free = N.train_centered(
+        N.CenteredEnsemble(sizes, seeds, modes),
+        small,
+        [0.1, 0.1],
+        seeds,
+        40,
+        **kw,
+    )
+    target = free.loss[:, 4] + 1e-6  # the losses after 20 steps
+    first = [
+        5 * int(np.flatnonzero(r <= t)[0]) for r, t in zip(free.loss, target)
+    ]
+    assert max(first) <= 20
+    ens = N.CenteredEnsemble(sizes, seeds, modes)
+    run = N.train_centered(
+        ens,
+        small,
+        [0.1, 0.1],
+        seeds,
+        40,
+        targets=target,
+        stop_at_target=True,
+        keep=[1],
+        **kw,
+    )
+    # the same path until each model stops, nothing after
+    for i, stop in enumerate(first):
+        upto = stop // 5 + 1
+        np.testing.assert_allclose(
+            run.loss[i, :upto], free.loss[i, :upto], rtol=1e-5
+        )
+        assert np.isnan(run.loss[i, upto:]).all()
+    assert run.reached.tolist() == first == run.steps.tolist()
+    with torch.no_grad():
+        kept = run.matched[1](small.x_train[:200])
+        again = ens.member(1)(small.x_train[:200])
+        loss = F.cross_entropy(kept, small.y_train[:200])
+    assert torch.allclose(kept, again, atol=1e-5)  # stopped where kept
+    assert float(loss) == pytest.approx(free.loss[1, first[1] // 5], rel=1e-5)
+    assert set(run.matched) == {1}
+    with pytest.raises(ValueError, match="one rate and one seed"):
+        N.train_centered(ens, small, [0.1], seeds, 5)
+    with pytest.raises(ValueError, match="monitor"):
+        N.train_centered(ens, small, [0.1, 0.1], seeds, 5, monitor=10**6)
+    with pytest.raises(ValueError, match="modes"):
+        N.CenteredEnsemble(sizes, seeds, ["none", "whiten"])

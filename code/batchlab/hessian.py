@@ -1,19 +1,22 @@
-"""The Hessian of a loss: products with it, its extreme eigenvalues and,
-for tiny models, the whole matrix.
+"""The Hessian of a loss: products with it and, for tiny models, the
+whole matrix; K-FAC's factors of each layer's curvature.
 
 The Hessian of a network is never formed except for tiny models; we only
 multiply by it (Pearlmutter's trick, differentiating the gradient along a
 vector). :class:`HessianOperator` keeps the gradient's graph at one point
-so that every product there costs one extra backward pass.
+so that every product there costs one extra backward pass; it is a
+:class:`batchlab.lanczos.SymmetricOperator`, so
+:func:`batchlab.lanczos.top_eigenvalues` (also importable from here)
+finds its largest eigenvalues.
 
-* :func:`top_eigenvalues` -- the largest eigenvalues on that operator, by
-  Lanczos with an early stop (:func:`batchlab.lanczos.lanczos_top`) or
-  ARPACK's ``eigsh``.
+* :func:`reference_eigen`, :func:`reference_top_eigenvalues` -- the same
+  in float64 by ARPACK, the reference against which estimates are judged.
 * :func:`exact_hessian`, :func:`hessian_spectrum` -- the full matrix and
-  its eigenvalues, for tiny models and tests.
+  its eigenvalues, for tiny models.
 * :func:`kronecker_factors` -- K-FAC's two factors of every linear
   layer's Gauss-Newton block: its inputs' and its output gradients'
-  second moments.
+  second moments; :func:`kfac_error` -- how far their Kronecker product
+  is from the exact block.
 """
 
 from __future__ import annotations
@@ -24,12 +27,12 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from scipy.sparse.linalg import LinearOperator, eigsh
 from torch import nn
 from torch.func import functional_call
 
-from . import runtime
-from .lanczos import Eigen, lanczos_top
+# top_eigenvalues lives in batchlab.lanczos; it is imported here because
+# reference_top_eigenvalues uses it, and callers may import it from here.
+from .lanczos import Eigen, top_eigenvalues
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -41,19 +44,6 @@ def flat_params(model: nn.Module) -> torch.Tensor:
 
 def _params(model: nn.Module) -> list[torch.Tensor]:
     return [p for p in model.parameters() if p.requires_grad]
-
-
-def set_flat_params(model: nn.Module, flat: torch.Tensor) -> None:
-    """Write a vector of shape ``(p,)`` into the model's parameters."""
-    params = _params(model)
-    total = sum(p.numel() for p in params)
-    if flat.shape != (total,):
-        raise ValueError(f"need a vector of {total} values, got {flat.shape}")
-    offset = 0
-    with torch.no_grad():
-        for p in params:
-            p.copy_(flat[offset : offset + p.numel()].view_as(p))
-            offset += p.numel()
 
 
 def unflatten(model: nn.Module, flat: torch.Tensor) -> dict:
@@ -107,15 +97,6 @@ class HessianOperator:
         self.n_products += 1
         return torch.cat([h.reshape(-1) for h in hv]).detach().to(where)
 
-    def as_linear_operator(self) -> LinearOperator:
-        """A scipy ``LinearOperator`` (float64) around :meth:`matvec`."""
-
-        def mv(v: np.ndarray) -> np.ndarray:
-            t = torch.from_numpy(np.ascontiguousarray(v).ravel())
-            return self.matvec(t).double().cpu().numpy()
-
-        return LinearOperator((self.dim, self.dim), matvec=mv, dtype=float)
-
 
 def _split(v: torch.Tensor, params: Sequence[torch.Tensor]):
     offset = 0
@@ -158,74 +139,6 @@ def exact_hessian(
     return total
 
 
-def _as_operator(op) -> tuple[LinearOperator, Callable[[], int]]:
-    if isinstance(op, HessianOperator):
-        start = op.n_products
-        return op.as_linear_operator(), lambda: op.n_products - start
-    if isinstance(op, torch.Tensor | np.ndarray):
-        mat = np.asarray(op, dtype=float)
-        if mat.ndim != 2 or mat.shape[0] != mat.shape[1]:
-            raise ValueError(f"matrix must be square, got {mat.shape}")
-        if not np.allclose(mat, mat.T, rtol=1e-6, atol=1e-8 * abs(mat).max()):
-            raise ValueError("matrix must be symmetric (a Hessian is)")
-        count = [0]
-
-        def mv(v):
-            count[0] += 1
-            return mat @ v
-
-        return LinearOperator(
-            mat.shape, matvec=mv, dtype=float
-        ), lambda: count[0]
-    raise TypeError("op must be a HessianOperator or a square matrix")
-
-
-def top_eigenvalues(
-    op,
-    k: int = 1,
-    tol: float = 1e-6,
-    seed: int = 0,
-    which: str = "LA",
-    method: str = "auto",
-) -> Eigen:
-    """The ``k`` largest (``which="LA"``) or largest-magnitude (``"LM"``)
-    eigenvalues.
-
-    Args:
-        op: a :class:`HessianOperator` or a symmetric matrix.
-        k: how many eigenvalues, ``1 <= k < p``.
-        tol: relative accuracy of the eigenvalues.
-        seed: seed of the starting vector.
-        which: ``"LA"`` (algebraically largest), ``"SA"`` or ``"LM"``.
-        method: ``"lanczos"`` (:func:`lanczos_top`, early stopping),
-            ``"arpack"`` (scipy's ``eigsh``, implicitly restarted), or
-            ``"auto"``: Lanczos for the largest eigenvalues of a
-            :class:`HessianOperator`, ARPACK otherwise.
-
-    Returns:
-        :class:`Eigen` sorted from largest to smallest.
-    """
-    if method not in ("auto", "lanczos", "arpack"):
-        raise ValueError(f"method must be auto, lanczos or arpack: {method!r}")
-    if method == "auto":
-        lanczos_ok = isinstance(op, HessianOperator) and which == "LA"
-        method = "lanczos" if lanczos_ok else "arpack"
-    if method == "lanczos":
-        if not isinstance(op, HessianOperator) or which != "LA":
-            raise ValueError("method='lanczos' needs a HessianOperator, LA")
-        return lanczos_top(op, k=k, tol=tol, seed=seed)
-    lin, used = _as_operator(op)
-    p = lin.shape[0]
-    if not 1 <= k < p:
-        raise ValueError(f"k must be between 1 and {p - 1} (p = {p}), got {k}")
-    rng = runtime.rng(seed)
-    v0 = rng.standard_normal(p)
-    ncv = min(p, max(2 * k + 1, 20))
-    vals, vecs = eigsh(lin, k=k, which=which, tol=tol, v0=v0, ncv=ncv)
-    order = np.argsort(vals)[::-1]
-    return Eigen(vals[order], vecs[:, order], used())
-
-
 def condition_number(eigenvalues: np.ndarray | torch.Tensor) -> float:
     """Largest over smallest eigenvalue of a positive definite matrix.
 
@@ -244,15 +157,22 @@ def condition_number(eigenvalues: np.ndarray | torch.Tensor) -> float:
     return float(hi / lo)
 
 
+def reference_eigen(
+    model: nn.Module, loss_fn: LossFn, x, y, k: int = 1, tol: float = 1e-12
+) -> Eigen:
+    """The ``k`` largest Hessian eigenvalues and their eigenvectors in
+    double precision (a float64 copy of the model and inputs, ARPACK at
+    ``tol``): the reference against which float32 estimates are judged."""
+    model64 = copy.deepcopy(model).double()
+    op = HessianOperator(model64, loss_fn, x.double(), y)
+    return top_eigenvalues(op, k=k, tol=tol, method="arpack")
+
+
 def reference_top_eigenvalues(
     model: nn.Module, loss_fn: LossFn, x, y, k: int = 1, tol: float = 1e-12
 ) -> np.ndarray:
-    """The ``k`` largest Hessian eigenvalues computed in double precision
-    (a float64 copy of the model and inputs, ARPACK at ``tol``): the
-    reference against which float32 estimates are judged. Shape ``(k,)``."""
-    model64 = copy.deepcopy(model).double()
-    op = HessianOperator(model64, loss_fn, x.double(), y)
-    return top_eigenvalues(op, k=k, tol=tol, method="arpack").values
+    """The eigenvalues of :func:`reference_eigen`, shape ``(k,)``."""
+    return reference_eigen(model, loss_fn, x, y, k=k, tol=tol).values
 
 
 # --------------------------------------------------------------------------
@@ -312,26 +232,13 @@ class KroneckerFactors:
     outputs: torch.Tensor
 
 
-def kronecker_factors(
+def _layer_terms(
     model: nn.Module, x: torch.Tensor
-) -> list[KroneckerFactors]:
-    """K-FAC's factors ``A`` and ``G`` for every ``nn.Linear`` of a
-    classifier with softmax cross-entropy, in forward order.
-
-    For one example the Gauss-Newton block of a layer's weight ``W``
-    (flattened row by row, as PyTorch stores it) is exactly
-    ``G_i (x) a_i a_i^T``; over a data set it is the mean of those
-    products, which K-FAC approximates by ``G (x) A``, the product of
-    the means (Martens and Grosse 2015).
-
-    Args:
-        model: maps inputs ``(n, d)`` to logits ``(n, c)``, treating
-            examples independently (no BatchNorm in training mode).
-        x: inputs ``(n, d)``.
-
-    Returns:
-        One :class:`KroneckerFactors` per linear layer.
-    """
+) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """For every ``nn.Linear`` of a softmax classifier, in forward order:
+    its inputs with a one appended, ``a`` ``(n, d_in + 1)``, and ``C``
+    ``(n, d_out, c)`` with ``C_i C_i^T = J_i^T (diag p_i - p_i p_i^T)
+    J_i = G_i``, both float64."""
     if x.ndim != 2 or x.shape[0] < 1:
         raise ValueError(f"need inputs of shape (n >= 1, d), got {x.shape}")
     linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
@@ -350,7 +257,9 @@ def kronecker_factors(
         for h in hooks:
             h.remove()
     p = torch.softmax(logits.detach().double(), dim=1)
-    out_hessian = torch.diag_embed(p) - p[:, :, None] * p[:, None, :]
+    # diag p - p p^T = L L^T with L = diag(sqrt p) - p sqrt(p)^T (sum p = 1)
+    root = p.sqrt()
+    L = torch.diag_embed(root) - p[:, :, None] * root[:, None, :]
     outs = [seen[m][1] for m in linears]
     # Examples are independent, so the gradient of a summed logit k with
     # respect to a layer's outputs holds every example's Jacobian row k.
@@ -358,12 +267,84 @@ def kronecker_factors(
         torch.autograd.grad(logits[:, k].sum(), outs, retain_graph=True)
         for k in range(logits.shape[1])
     ]
-    n = x.shape[0]
-    factors = []
+    terms = []
     for j, m in enumerate(linears):
         jac = torch.stack([r[j] for r in rows], 1).double()  # (n, c, out)
-        G = torch.einsum("nko,nkl,nlp->op", jac, out_hessian, jac) / n
         a = seen[m][0].detach().double()
-        a = torch.cat([a, a.new_ones(n, 1)], 1)
+        a = torch.cat([a, a.new_ones(a.shape[0], 1)], 1)
+        terms.append((a, torch.einsum("nko,nkl->nol", jac, L)))
+    return terms
+
+
+def kronecker_factors(
+    model: nn.Module, x: torch.Tensor
+) -> list[KroneckerFactors]:
+    """K-FAC's factors ``A`` and ``G`` for every ``nn.Linear`` of a
+    classifier with softmax cross-entropy, in forward order.
+
+    For one example the Gauss-Newton block of a layer's weight ``W``
+    (flattened row by row, as PyTorch stores it) is exactly
+    ``G_i (x) a_i a_i^T``; over a data set it is the mean of those
+    products, which K-FAC approximates by ``G (x) A``, the product of
+    the means (Martens and Grosse 2015); :func:`kfac_error` measures how
+    well.
+
+    Args:
+        model: maps inputs ``(n, d)`` to logits ``(n, c)``, treating
+            examples independently (no BatchNorm in training mode).
+        x: inputs ``(n, d)``.
+
+    Returns:
+        One :class:`KroneckerFactors` per linear layer.
+    """
+    factors = []
+    for a, C in _layer_terms(model, x):
+        n = a.shape[0]
+        G = torch.einsum("nok,npk->op", C, C) / n
         factors.append(KroneckerFactors(a.T @ a / n, G))
     return factors
+
+
+def _mean_gram(C: torch.Tensor, chunk: int) -> torch.Tensor:
+    """``<G_i, G_j> = |C_i^T C_j|_F^2`` for all pairs, ``(n, n)``."""
+    n, d, c = C.shape
+    flat = C.transpose(1, 2).reshape(n * c, d)  # row (i, k) is C_i[:, k]
+    parts = []
+    for s in range(0, n, chunk):
+        block = flat[s * c : (s + chunk) * c] @ flat.T
+        rows = block.shape[0] // c
+        parts.append((block.reshape(rows, c, n, c) ** 2).sum((1, 3)))
+    return torch.cat(parts)
+
+
+def kfac_error(model: nn.Module, x: torch.Tensor) -> list[float]:
+    """How far K-FAC's ``G (x) A`` is from each linear layer's exact
+    Gauss-Newton block ``B = mean_i G_i (x) a_i a_i^T`` over ``x`` (the
+    weights and the bias together): ``|B - G (x) A|_F / |B|_F``.
+
+    Neither ``B`` nor the product is formed: with ``<X (x) Y, Z (x) W> =
+    <X, Z> <Y, W>`` every term of ``|B - G (x) A|^2`` reduces to inner
+    products of the per-example factors, ``O(n^2 c^2 d_out)`` work for
+    ``n`` examples and ``c`` classes.
+
+    Args:
+        model: as for :func:`kronecker_factors`.
+        x: inputs ``(n, d)``.
+
+    Returns:
+        The relative Frobenius error per linear layer, in forward order.
+    """
+    errors = []
+    for a, C in _layer_terms(model, x):
+        n, _, c = C.shape
+        chunk = max(1, 2_000_000 // (n * c * c))
+        G = torch.einsum("nok,npk->op", C, C) / n
+        A = a.T @ a / n
+        exact_sq = (_mean_gram(C, chunk) * (a @ a.T) ** 2).sum() / n**2
+        g_i = torch.einsum("nok,op,npk->n", C, G, C)  # <G_i, G>
+        a_i = torch.einsum("nq,qr,nr->n", a, A, a)  # <a_i a_i^T, A>
+        cross = (g_i * a_i).sum() / n
+        kfac_sq = (G**2).sum() * (A**2).sum()
+        diff_sq = (exact_sq - 2 * cross + kfac_sq).clamp_min(0)
+        errors.append(float((diff_sq / exact_sq).sqrt()))
+    return errors

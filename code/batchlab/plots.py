@@ -541,3 +541,72 @@ def running_errors(ax: Axes, frame: pd.DataFrame) -> Axes:
     ax.set_yscale("log")
     ax.legend(title="momentum")
     return ax
+
+
+# --------------------------------------------------------------------------
+# The normalization chapter and the eigenvalue appendix
+
+
+def levels(
+    ax: Axes,
+    frame: pd.DataFrame,
+    x: str,
+    y: str,
+    hue: str,
+    logx: bool = False,
+    logy: bool = False,
+    symlog: float | None = None,
+    markers: bool = True,
+) -> Axes:
+    """One line of ``y`` against ``x`` per level of ``hue`` (a category),
+    each with its own line style and marker (:func:`styles`), so that
+    lines that coincide stay apart in grayscale print; the legend is
+    sorted. ``symlog`` makes the y axis symmetric-logarithmic with that
+    linear threshold (for spectra with negative eigenvalues)."""
+    _require(frame, [x, y, hue])
+    looks = styles(frame[hue])
+    for level, part in frame.groupby(hue, sort=False):
+        part = part.sort_values(x)
+        look = dict(looks[level])
+        if not markers:
+            look["marker"] = None
+        ax.plot(part[x], part[y], label=str(level), markevery=0.1, **look)
+    if logx:
+        ax.set_xscale("log")
+    if logy:
+        ax.set_yscale("log")
+    if symlog is not None:
+        ax.set_yscale("symlog", linthresh=symlog)
+    ax.set(xlabel=x, ylabel=y)
+    return sorted_legend(ax)
+
+
+def race(ax: Axes, traces: pd.DataFrame, target: float) -> Axes:
+    """Relative error of the largest-eigenvalue estimate after each
+    product, one thin line per start, power iteration and Lanczos in two
+    styles; ``traces`` has ``start``, ``product``, ``power`` and
+    ``lanczos``; a dotted line at ``target``."""
+    _require(traces, ["start", "product", "power", "lanczos"])
+    looks = {"power iteration": ("C0", "-"), "Lanczos": ("C1", "--")}
+    for column, name in (("power", "power iteration"), ("lanczos", "Lanczos")):
+        colour, dash = looks[name]
+        for i, (_, part) in enumerate(traces.groupby("start")):
+            part = part.dropna(subset=[column])
+            ax.plot(
+                part["product"],
+                np.maximum(part[column], 1e-9),
+                color=colour,
+                linestyle=dash,
+                lw=1,
+                alpha=0.8,
+                label=name if i == 0 else None,
+            )
+    ax.axhline(target, color="0.5", ls=":", lw=1)
+    ax.set(
+        xscale="log",
+        yscale="log",
+        xlabel="Hessian-vector products",
+        ylabel="relative error",
+    )
+    ax.legend()
+    return ax

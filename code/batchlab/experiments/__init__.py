@@ -8,11 +8,12 @@ the prose glues, and ``CLAIMS`` (:class:`batchlab.claims.Claim`) over
 those facts. A chapter package lists its sections in ``SECTIONS``.
 
 * :mod:`.minibatch` -- chapter 1, minibatch or single-example SGD;
-* :mod:`.normalization` -- chapter 2, normalization and the Hessian;
+* :mod:`.normalization` -- chapter 2, does normalizing the inputs equalize
+  the Hessian's eigenvalues;
 * :mod:`.batchnorm` -- chapter 3, per-batch normalization;
 * :mod:`.eigenvalues` -- the appendix on finding the top eigenvalue.
 """
 
 #: The chapter packages, in the book's order; the ledger and the claim
 #: registry (:func:`batchlab.claims.registry`) walk these.
-CHAPTERS = ("minibatch", "batchnorm")
+CHAPTERS = ("minibatch", "normalization", "batchnorm", "eigenvalues")
