@@ -498,6 +498,7 @@ def legend_below(ax: Axes, ncol: int = 2, title: str | None = None) -> Axes:
             bbox_to_anchor=(0.5, -0.22),
             ncol=ncol,
             handlelength=2.6,
+            fontsize=10,
         )
     return ax
 
@@ -525,6 +526,7 @@ def by_level(
     hue: str,
     ordered: bool = False,
     logx: bool = False,
+    logy: bool = False,
     names: dict | None = None,
     ncol: int = 2,
 ) -> Axes:
@@ -552,6 +554,9 @@ def by_level(
     if logx:
         ax.set_xscale("log")
         plain_log(ax, "x", subs=(1, 2, 5))
+    if logy:
+        ax.set_yscale("log")
+        plain_log(ax, "y", subs=(1, 2, 5))
     ax.set(xlabel=x, ylabel=y)
     return legend_below(ax, ncol)
 
@@ -592,17 +597,37 @@ def running_errors(ax: Axes, frame: pd.DataFrame) -> Axes:
     """Error of running averages over steps (mean and one standard
     deviation over seeds), one style per ``momentum`` (dark to light
     blues, in increasing order) and the cumulative average (``momentum``
-    NaN) in orange, log y axis."""
+    NaN) in orange, last; log y axis."""
     _require(frame, ["step", "error", "momentum", "seed"])
-    named = frame.assign(
-        average=frame["momentum"].map(
-            lambda m: "cumulative" if np.isnan(m) else f"momentum {m:g}"
-        )
+    momenta = sorted(frame["momentum"].dropna().unique())
+    by_level(
+        ax,
+        frame[frame["momentum"].notna()],
+        "step",
+        "error",
+        "momentum",
+        ordered=True,
+        logy=True,
+        names={m: f"momentum {m:g}" for m in momenta},
     )
-    by_level(ax, named, "step", "error", "average", ordered=True)
-    line = ax.get_lines()[-1]  # the cumulative average, sorted last
-    line.set_color(BN_COLOURS[1])
-    ax.set_yscale("log")
+    cum = frame[frame["momentum"].isna()].groupby("step")["error"]
+    stats = cum.agg(["mean", "std"])
+    look = styles(range(len(momenta) + 1))[len(momenta)]
+    ax.plot(
+        stats.index,
+        stats["mean"],
+        color=BN_COLOURS[1],
+        label="cumulative",
+        **look,
+    )
+    ax.fill_between(
+        stats.index,
+        stats["mean"] - stats["std"].fillna(0),
+        stats["mean"] + stats["std"].fillna(0),
+        color=BN_COLOURS[1],
+        alpha=0.15,
+        linewidth=0,
+    )
     return legend_below(ax)
 
 
