@@ -6,6 +6,7 @@ same seeds; and the small-batch run with SGD's heavy-ball momentum."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, replace
 from typing import ClassVar
 
@@ -56,7 +57,8 @@ def run(cfg: Config, data: Dataset) -> pd.DataFrame:
         Rows with ``seed``, ``run`` (``"full batch"``, ``"large batch"``
         or ``"momentum"``), ``lr``, ``momentum``, ``fall`` (``1 -
         eta_eff / eta_eff(0)``), ``squared_steps``, ``growth``, ``rises``
-        and ``sharpness`` (:func:`~.rate.effective_rate_run`).
+        and ``sharpness`` (:func:`~.rate.effective_rate_run`; both NaN
+        where the batch is not the whole training set).
     """
     n = data.n_train
     runs = [("full batch", n, lr, 0.0) for lr in (cfg.low_lr, cfg.high_lr)] + [
@@ -79,6 +81,8 @@ def run(cfg: Config, data: Dataset) -> pd.DataFrame:
                 sharpness=name == "full batch",
             )
             got["fall"] = 1 - got["rate_ratio"]
+            if name != "full batch":  # a minibatch loss rises by chance
+                got["rises"] = math.nan
             rows.append(dict(seed=seed, run=name, lr=lr, momentum=beta, **got))
     return pd.DataFrame(rows)
 
