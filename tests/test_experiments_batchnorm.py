@@ -387,7 +387,13 @@ def test_rate_facts_compute_shares_along_both_paths():
     assert np.isclose(f["rate_share_r0_gl"], -0.01 / 0.3)
     assert f["rate_small_most"] and f["rate_ghost_smaller"]
     assert f["rate_cos_plain"] == 0.5 and f["rate_plain_off"] == 1.0
-    assert all(c.check(f) for c in rate.CLAIMS)
+    assert not f["rate_ghost_flips"]  # the same falls at both rates
+    flips = "bn-rate-ghost-flips"
+    assert all(c.check(f) for c in rate.CLAIMS if c.id != flips)
+    frame = _rate_frame(cfg, falls)
+    ghost = (frame["lr"] == cfg.lrs[1]) & (frame["stats"] == s)
+    frame.loc[ghost & (frame["grad"] == L), "fall"] = 0.2  # above 0.1
+    assert rate.facts(frame, cfg)["rate_ghost_flips"]
     table = rate.summary(_rate_frame(cfg, falls))
     assert list(table.index) == list(range(len(table)))  # no index noise
     assert table[table["run"].str.startswith("no")]["fall"].isna().all()
@@ -659,3 +665,30 @@ def test_modes_facts_read_one_class_losses():
     assert not modes.facts(pd.DataFrame(rows), modes.Config())[
         "modes_one_class_loses"
     ]
+
+
+def test_conv_tie_is_two_sided():
+    cfg = replace(conv.Config(), seeds=3, steps=10, lrs=(0.1,))
+
+    def facts(leads):
+        rows = [
+            dict(
+                norm=norm,
+                lr=0.1,
+                seed=seed,
+                step=10,
+                test_acc=0.9 + (lead if norm == "groupnorm" else 0.0),
+                train_loss=0.1,
+                epochs=1.0,
+            )
+            for norm in conv.NORMS
+            for seed, lead in enumerate(leads)
+        ]
+        f = conv.facts(pd.DataFrame(rows), cfg)
+        return {c.id: c.check(f) for c in conv.CLAIMS}
+
+    tie = facts([0.02, -0.02, 0.01])
+    assert tie["bn-conv-tie"] and tie["bn-conv-close"]
+    for leads in ([0.2, 0.21, 0.19], [-0.05, -0.06, -0.04]):  # either way
+        assert not facts(leads)["bn-conv-tie"]
+    assert not facts([0.2, 0.21, 0.19])["bn-conv-close"]

@@ -18,6 +18,12 @@ from ...stacked import StackedNormMLP, stacked_metrics, train_stacked
 from ...stats import paired
 
 NORMS = StackedNormMLP.KINDS  # batchnorm, renorm, layernorm
+#: The normalizations' names in figures.
+LABELS = {
+    "batchnorm": "BatchNorm",
+    "renorm": "Batch Renorm",
+    "layernorm": "LayerNorm",
+}
 
 
 @dataclass(frozen=True)
