@@ -691,4 +691,5 @@ def test_conv_tie_is_two_sided():
     assert tie["bn-conv-tie"] and tie["bn-conv-close"]
     for leads in ([0.2, 0.21, 0.19], [-0.05, -0.06, -0.04]):  # either way
         assert not facts(leads)["bn-conv-tie"]
-    assert not facts([0.2, 0.21, 0.19])["bn-conv-close"]
+    for leads in ([0.2, 0.21, 0.19], [-0.2, -0.21, -0.19]):  # either way
+        assert not facts(leads)["bn-conv-close"]

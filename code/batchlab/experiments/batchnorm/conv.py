@@ -176,9 +176,12 @@ CLAIMS = [
         "bn-conv-close",
         "finding",
         "at B = 2, each at its own rate, the paired 95% interval of "
-        "GroupNorm's lead over BatchNorm in test accuracy lies below the "
-        "10.6 points Wu and He report on ImageNet",
-        lambda f: f["conv_lead_hi"] < f["conv_wu_he"],
+        "GroupNorm's lead over BatchNorm in test accuracy lies within "
+        "10.6 points either way, the gap Wu and He report on ImageNet",
+        lambda f: (
+            -f["conv_wu_he"] < f["conv_lead_lo"]
+            and f["conv_lead_hi"] < f["conv_wu_he"]
+        ),
         where=("longer", "wider", "rate"),
         measure=("conv_lead", "conv_lead_lo", "conv_lead_hi"),
     ),

@@ -200,6 +200,8 @@ def facts(frame: pd.DataFrame, cfg: Config) -> dict:
         out.update(diff.facts(f"hess_{col}_diff"))
         out[f"hess_{col}_verdict"] = VERDICTS[verdict(diff, +1)]
     steps = frame[frame["network"] == plain]["steps"]
+    out["hess_gap_plain_max"] = frame[frame["network"] == plain]["gap"].max()
+    out["hess_gap_batch_max"] = frame[frame["network"] == batch]["gap"].max()
     wide = frame.pivot(index="seed", columns="network", values="loss")
     out.update(
         hess_plain_steps_min=int(steps.min()),
@@ -231,6 +233,16 @@ CLAIMS = [
         lambda f: f["hess_decay_diff_lo"] > 0,
         where=("longer", "wider", "rate", "digits"),
         measure=("hess_decay_plain", "hess_decay_batch"),
+    ),
+    Claim(
+        "bn-hess-no-outlier",
+        "finding",
+        "at matched training loss, no top eigenvalue of the network "
+        "without BatchNorm stands more than 1.5 times above the next, in "
+        "any seed",
+        lambda f: f["hess_gap_plain_max"] < 1.5,
+        where=("longer", "wider", "rate"),
+        measure=("hess_gap_plain_max", "hess_gap_batch_max"),
     ),
 ]
 
