@@ -15,6 +15,7 @@ from batchlab import claims, data, runtime, train
 from batchlab.experiments import batchnorm as chapter
 from batchlab.experiments.batchnorm import (
     conv,
+    edge,
     epsilon,
     escape,
     hessian,
@@ -37,7 +38,7 @@ def mnist():
 
 def test_every_section_is_listed_and_has_claims():
     names = [s.__name__.rsplit(".", 1)[1] for s in claims.sections(chapter)]
-    assert len(names) == len(set(names)) == 13
+    assert len(names) == len(set(names)) == 14
     for section in claims.sections(chapter):
         assert section.CLAIMS and all(
             c.id.startswith("bn-") for c in section.CLAIMS
@@ -84,15 +85,15 @@ def test_escape_follows_the_law_and_facts_read_it():
 
 def test_wholedata_pins_in_gradient_biases_and_records_work(mnist):
     cfg = replace(
-        wholedata.Config(), n_train=100, steps=6, every=3, seeds=1, batch=10
+        wholedata.Config(), n_train=100, steps=6, every=3, seeds=2, batch=10
     )
     frame = wholedata.run(cfg, mnist)
     f = wholedata.facts(frame, cfg)
     assert f["whole_pinned"] < 1e-6
-    const = frame[frame["mode"] == work.MODES[1]]
+    const = frame[(frame["mode"] == work.MODES[1]) & (frame["seed"] == 0)]
     assert const["examples"].tolist() == [0, 3 * 110, 6 * 110]
     assert const["drift"].iloc[-1] > 0
-    per_batch = frame[frame["mode"] == work.MODES[0]]
+    per_batch = frame[(frame["mode"] == work.MODES[0]) & (frame["seed"] == 0)]
     assert per_batch["examples"].tolist() == [0, 30, 60]
     net = bn.bn_mlp([40, 5, 4, 10], seed=0)
     assert torch.equal(
@@ -101,9 +102,10 @@ def test_wholedata_pins_in_gradient_biases_and_records_work(mnist):
 
 
 def test_wholedata_facts_on_a_synthetic_frame():
-    cfg = replace(wholedata.Config(), steps=20, every=10, seeds=2)
+    cfg = replace(wholedata.Config(), steps=20, every=10, seeds=3)
+    loss = {work.MODES[0]: 1.0, work.MODES[1]: 1.05, work.MODES[2]: 0.9}
     rows = []
-    for seed in range(2):
+    for seed in range(3):
         for mode in work.MODES:
             for step, drift in ((0, 0.0), (10, 1.0), (20, 2.0)):
                 rows.append(
@@ -112,14 +114,22 @@ def test_wholedata_facts_on_a_synthetic_frame():
                         mode=mode,
                         step=step,
                         examples=step * 32,
-                        loss=1.0 + (mode == work.MODES[1]) * 0.05,
+                        loss=loss[mode]
+                        + 0.01 * seed * (mode != work.MODES[0]),
                         drift=drift if mode == work.MODES[1] else 0.0,
                     )
                 )
     frame = pd.DataFrame(rows)
     f = wholedata.facts(frame, cfg)
-    assert f["whole_drift_grows"] and np.isclose(f["whole_worse"], 0.05)
+    assert f["whole_drift_grows"] and np.isclose(f["whole_cost"], 0.15)
+    assert np.isclose(f["whole_gain"], 0.09)  # per batch minus differentiated
+    # t interval of (0.1, 0.09, 0.08): 0.09 +- t(0.975, 2) * 0.01 / sqrt(3)
+    half = 4.302652729749464 * 0.01 / 3**0.5
+    assert np.isclose(f["whole_gain_lo"], 0.09 - half)
+    assert f["whole_gain_verdict"].startswith("lower with")
     assert all(c.check(f) for c in wholedata.CLAIMS)
+    same = frame.assign(loss=1.0)  # constant statistics cost nothing
+    assert not wholedata.CLAIMS[2].check(wholedata.facts(same, cfg))
     flat = frame.copy()
     flat.loc[(flat["step"] == 20) & (flat["seed"] == 1), "drift"] = 1.0
     flat.loc[flat["mode"] != work.MODES[1], "drift"] = 0.0
@@ -136,19 +146,21 @@ def test_jumps_compensated_renormalization_keeps_the_function(mnist):
     raw = frame[~frame["compensated"]]
     assert ((raw["after"] - raw["before"]).abs() > 1e-4).any()
     f = jumps.facts(frame, cfg)
-    assert f["jump_comp"] < cfg.exact_tol
+    assert f["jump_comp"] < jumps.EXACT_TOL
 
 
 def test_spread_matches_the_finite_population_law():
     gen = torch.Generator().manual_seed(0)
     inputs = torch.randn(200, 3, generator=gen) * torch.tensor([1.0, 2, 5])
     frame = spread.batch_mean_spread(inputs, [4, 150], draws=600)
-    sigma = inputs.std(0, unbiased=False)
-    law = sigma * ((200 - 150) / (150 * 199)) ** 0.5
-    assert np.isclose(frame["law"].iloc[1], float(law.mean()), rtol=1e-5)
+    # in units of each column's sigma, the law is the same for all
+    law = ((200 - 150) / (150 * 199)) ** 0.5
+    assert np.isclose(frame["law"].iloc[1], law, rtol=1e-5)
     assert (abs(frame["ratio"] - 1) < 0.1).all()
+    # the spread of a mean of 4 is about sigma / 2, whatever sigma is
+    assert abs(frame["measured"].iloc[0] - 0.5) < 0.05
     # without the finite-population factor the B = 150 spread is off
-    assert frame["measured"].iloc[1] < 0.7 * float((sigma / 150**0.5).mean())
+    assert frame["measured"].iloc[1] < 0.7 / 150**0.5
     with pytest.raises(ValueError, match="batch sizes"):
         spread.batch_mean_spread(inputs, [200], draws=5)
 
@@ -222,16 +234,23 @@ def test_modes_batches_and_agreement(mnist):
 
 def test_step_lengths_account_for_the_growth_of_the_weights(mnist):
     net = bn.bn_mlp([40, 6, 5, 10], "none", seed=1)
-    follow = rate.StepLengths(net[0].weight, 0.3)
+    follow = bn.StepLengths(net[0].weight)
     start = net[0].weight.detach().double().clone()
-    train.train_sgd(net, mnist, train.SGDConfig(8, 0.3, 15), on_step=follow)
+    grads = []
+    record = lambda step, model: grads.append(model[0].weight.grad.clone())  # noqa: E731
+    both = lambda step, model: (follow(step, model), record(step, model))  # noqa: E731
+    train.train_sgd(net, mnist, train.SGDConfig(8, 0.3, 15), on_step=both)
     end = net[0].weight.detach().double()
     s = follow.summary()
     growth = float(((end**2).sum(1) - (start**2).sum(1)).mean())
     assert np.isclose(s["growth"], growth, rtol=1e-12)
-    # |w_T|^2 - |w_0|^2 = sum eta^2 |g|^2 - sum 2 eta w.g, exactly
-    assert np.isclose(s["growth"], s["squared_steps"] - s["radial"], rtol=1e-5)
+    # |w_T|^2 - |w_0|^2 = sum |step|^2 - sum 2 w.(-step), exactly
+    assert np.isclose(s["growth"], s["squared_steps"] - s["radial"], rtol=1e-9)
+    # plain SGD: the squared steps are eta^2 |g|^2
+    want = sum(0.3**2 * (g.double() ** 2).sum(1) for g in grads).mean()
+    assert np.isclose(s["squared_steps"], float(want), rtol=1e-4)
     assert abs(s["radial"]) > 0.01 * s["squared_steps"]  # no BatchNorm
+    assert s["start"] == pytest.approx(float((start**2).sum(1).mean()))
     ratio = float(
         (1 / (end**2).sum(1)).mean() / (1 / (start**2).sum(1)).mean()
     )
@@ -257,6 +276,68 @@ def test_effective_rate_runs_put_statistics_and_gradient_in_place(mnist):
     assert rate.run_name(None, 4, 480) == "no BatchNorm, B = 4"
 
 
+def test_loss_trace_counts_rises_and_skips_evaluations():
+    trace = rate.LossTrace(2)
+    y = torch.tensor([0, 1, 0])
+    for scale in (1.0, 2.0, 0.5, 3.0):
+        out = (
+            scale * torch.tensor([[2.0, 0], [0, 2], [1, 1]])
+        ).requires_grad_()
+        trace(out, y)
+    with torch.no_grad():
+        trace(torch.zeros(3, 2), y)  # an evaluation: not recorded
+    assert len(trace.values) == 4
+    # larger scales fit the first two examples better: the loss falls,
+    # rises (2 -> 0.5), falls
+    assert trace.rises() == 1
+
+
+def test_momentum_steps_are_not_orthogonal_and_sharpness_is_exact(mnist):
+    sizes = (40, 4, 3, 10)
+    small = data.Dataset(
+        mnist.x_train[:64], mnist.y_train[:64], mnist.x_test, mnist.y_test
+    )
+    plain = rate.effective_rate_run(small, sizes, 4, 4, 0.1, 20, seed=0)
+    heavy = rate.effective_rate_run(
+        small, sizes, 4, 4, 0.01, 20, seed=0, momentum=0.9
+    )
+    assert (
+        abs(plain["growth"] - plain["squared_steps"])
+        < 1e-3 * plain["squared_steps"]
+    )
+    assert heavy["growth"] > 2 * heavy["squared_steps"]
+    full = rate.effective_rate_run(
+        small, sizes, 64, 64, 0.05, 3, seed=0, sharpness=True
+    )
+    # against the exact Hessian of the same network after the same steps
+    net = bn.bn_mlp(sizes, seed=0)
+    train.train_sgd(net, small, train.SGDConfig(64, 0.05, 3, seed=0))
+    net = net.double().train()
+    names = [n for n, _ in net.named_parameters()]
+    shapes = [p.shape for p in net.parameters()]
+    flat = torch.cat([p.detach().reshape(-1) for p in net.parameters()])
+
+    def loss_of(v):
+        parts = dict(
+            zip(
+                names,
+                (
+                    t.view(s)
+                    for t, s in zip(
+                        v.split([math.prod(s) for s in shapes]), shapes
+                    )
+                ),
+            )
+        )
+        out = torch.func.functional_call(net, parts, (small.x_train.double(),))
+        return torch.nn.functional.cross_entropy(out, small.y_train)
+
+    hess = torch.autograd.functional.hessian(loss_of, flat)
+    top = torch.linalg.eigvalsh(hess)[-1]
+    assert full["sharpness"] == pytest.approx(float(top), rel=2e-2)
+    assert math.isnan(plain["sharpness"])
+
+
 def _rate_frame(cfg, falls, plain=0.0):
     rows = []
     for seed in range(2):
@@ -268,6 +349,8 @@ def _rate_frame(cfg, falls, plain=0.0):
                         lr=lr,
                         stats=s,
                         grad=g,
+                        run=rate.run_name(s, g, 4000),
+                        start=0.33,
                         rate_ratio=1 - fall,
                         squared_steps=fall,
                         growth=fall,
@@ -276,32 +359,20 @@ def _rate_frame(cfg, falls, plain=0.0):
                         fall=fall,
                     )
                 )
-            rows.append(
-                dict(
-                    seed=seed,
-                    lr=lr,
-                    stats=0,
-                    grad=cfg.small,
-                    rate_ratio=1,
-                    squared_steps=0.1,
-                    growth=plain,
-                    radial=0.1,
-                    cos=0.5,
-                    fall=0.0,
-                )
-            )
         rows.append(
             dict(
                 seed=seed,
                 lr=cfg.lrs[0],
-                stats=500,
-                grad=500,
-                rate_ratio=0.94,
-                squared_steps=0.06,
-                growth=0.06,
-                radial=0.0,
-                cos=1e-3,
-                fall=0.06,
+                stats=0,
+                grad=cfg.small,
+                run=rate.run_name(None, cfg.small, 4000),
+                start=0.33,
+                rate_ratio=1,
+                squared_steps=0.1,
+                growth=plain,
+                radial=0.1,
+                cos=0.5 + 0.1 * seed,
+                fall=0.0,
             )
         )
     return pd.DataFrame(rows)
@@ -314,23 +385,101 @@ def test_rate_facts_compute_shares_along_both_paths():
     f = rate.facts(_rate_frame(cfg, falls), cfg)
     assert np.isclose(f["rate_share_r0_gs"], 0.1 / 0.3)
     assert np.isclose(f["rate_share_r0_gl"], -0.01 / 0.3)
-    assert np.isclose(f["rate_signal"], 0.6)
     assert f["rate_small_most"] and f["rate_ghost_smaller"]
-    assert all(c.check(f) for c in rate.CLAIMS)
+    assert f["rate_cos_plain"] == 0.5 and f["rate_plain_off"] == 1.0
+    assert not f["rate_ghost_flips"]  # the same falls at both rates
+    flips = "bn-rate-ghost-flips"
+    assert all(c.check(f) for c in rate.CLAIMS if c.id != flips)
+    frame = _rate_frame(cfg, falls)
+    ghost = (frame["lr"] == cfg.lrs[1]) & (frame["stats"] == s)
+    frame.loc[ghost & (frame["grad"] == L), "fall"] = 0.2  # above 0.1
+    assert rate.facts(frame, cfg)["rate_ghost_flips"]
+    table = rate.summary(_rate_frame(cfg, falls))
+    assert list(table.index) == list(range(len(table)))  # no index noise
+    assert table[table["run"].str.startswith("no")]["fall"].isna().all()
     falls[(s, L)] = 0.45  # the ghost cell falls most
     f = rate.facts(_rate_frame(cfg, falls), cfg)
     assert not f["rate_small_most"] and not f["rate_ghost_smaller"]
 
 
+def test_edge_facts_on_a_synthetic_frame():
+    cfg = edge.Config()
+    rows = []
+    for seed in range(2):
+        for lr, full_fall, rises, sharp in (
+            (cfg.low_lr, 0.001, 0, 30.0),
+            (cfg.high_lr, 0.06, 50 + seed, 25.0),
+        ):
+            rows.append(
+                dict(
+                    seed=seed,
+                    run="full batch",
+                    lr=lr,
+                    momentum=0.0,
+                    fall=full_fall,
+                    squared_steps=full_fall,
+                    growth=full_fall,
+                    rises=rises,
+                    sharpness=sharp,
+                )
+            )
+            rows.append(
+                dict(
+                    seed=seed,
+                    run="large batch",
+                    lr=lr,
+                    momentum=0.0,
+                    fall=0.01 if lr == cfg.low_lr else 0.08,
+                    squared_steps=0.01,
+                    growth=0.01,
+                    rises=100,
+                    sharpness=math.nan,
+                )
+            )
+        rows.append(
+            dict(
+                seed=seed,
+                run="momentum",
+                lr=0.01,
+                momentum=0.9,
+                fall=0.3,
+                squared_steps=0.01,
+                growth=0.1 + 0.1 * seed,
+                rises=100,
+                sharpness=math.nan,
+            )
+        )
+    f = edge.facts(pd.DataFrame(rows), cfg)
+    assert np.isclose(f["edge_share_lo"], 0.1)
+    assert np.isclose(f["edge_share_hi"], 0.75)
+    assert f["edge_rises_min_hi"] == 50 and f["edge_limit_hi"] == 20
+    assert np.isclose(f["edge_mom_times"], 10)
+    assert all(c.check(f) for c in edge.CLAIMS)
+    calm = pd.DataFrame(rows).assign(rises=0)  # no step raises the loss
+    assert not edge.CLAIMS[1].check(edge.facts(calm, cfg))
+
+
 def test_epsilon_facts_name_the_runs():
     rows = [
-        dict(seed=0, run=name, eps=1e-5 if not tiny else 1e-12, cos=c)
-        for (name, _, tiny), c in zip(epsilon.RUNS, (2e-3, 3e-3, 1e-10))
+        dict(
+            seed=0,
+            run=name,
+            eps=1e-5 if not tiny else 1e-12,
+            cos=c,
+            squared_steps=0.2,
+            growth=0.2 * (1 + m),
+        )
+        for (name, _, tiny), c, m in zip(
+            epsilon.RUNS, (2e-3, 3e-3, 1e-10), (0.02, 0.01, 1e-9)
+        )
     ]
     cfg = epsilon.Config()
     f = epsilon.facts(pd.DataFrame(rows), cfg)
     assert f["eps_cos_f32"] == 2e-3 and f["eps_cos_tiny"] == 1e-10
+    assert np.isclose(f["eps_miss_f32"], 0.02)
     assert all(c.check(f) for c in epsilon.CLAIMS)
+    rows[2]["growth"] = 0.2 * 1.01  # the negligible eps misses by 1%
+    assert not epsilon.CLAIMS[0].check(epsilon.facts(pd.DataFrame(rows), cfg))
 
 
 def test_epsilon_run_orthogonal_with_a_negligible_epsilon(mnist):
@@ -355,29 +504,42 @@ def test_smallbatch_facts_on_a_synthetic_frame():
     cfg = replace(smallbatch.Config(), seeds=3, small_steps=4, big_steps=2)
     acc = {"batchnorm": 0.2, "renorm": 0.25, "layernorm": 0.35}
     rows = []
-    for b, steps in ((cfg.small, (2, 4)), (cfg.big, (1, 2))):
+    for b, steps, lrs in (
+        (cfg.small, (2, 4), cfg.small_lrs),
+        (cfg.big, (1, 2), cfg.big_lrs),
+    ):
         for norm, a in acc.items():
-            for seed in range(3):
-                for step in steps:
-                    top = (
-                        a
-                        if b == cfg.small
-                        else 0.5 + (norm == "layernorm") * 0.01
-                    )
-                    rows.append(
-                        dict(
-                            B=b,
-                            norm=norm,
-                            seed=seed,
-                            step=step,
-                            test_acc=top + 0.01 * seed,
-                            train_loss=1.0,
-                            epochs=1.0,
+            # each arm's own rate: the second for LayerNorm, else the first
+            best = lrs[1] if norm == "layernorm" else lrs[0]
+            for lr in lrs:
+                for seed in range(3):
+                    for step in steps:
+                        top = (
+                            a
+                            if b == cfg.small
+                            else 0.5 + (norm == "layernorm") * 0.01
                         )
-                    )
-    f = smallbatch.facts(pd.DataFrame(rows), cfg)
+                        rows.append(
+                            dict(
+                                B=b,
+                                norm=norm,
+                                lr=lr,
+                                seed=seed,
+                                step=step,
+                                test_acc=(top if lr == best else 0.1)
+                                + 0.01 * seed,
+                                train_loss=1.0 if lr == best else 2.0,
+                                epochs=1.0,
+                            )
+                        )
+    frame = pd.DataFrame(rows)
+    own = smallbatch.at_own_rate(frame)
+    assert len(own) == len(frame) // len(cfg.small_lrs)
+    f = smallbatch.facts(frame, cfg)
     assert np.isclose(f["small_lead"], 0.15)
     assert np.isclose(f["small_brn_gain_lo"], 0.05)
+    assert f["small_lr_layernorm"] == cfg.small_lrs[1]
+    assert f["small_lr_batchnorm"] == cfg.small_lrs[0]
     assert f["small_range_batchnorm"] == 0
     assert all(c.check(f) for c in smallbatch.CLAIMS)
 
@@ -427,10 +589,12 @@ def test_spectrum_shape_on_a_power_law():
         hessian.spectrum_shape([3.0, 2.0, -1.0])
 
 
-def test_hessian_rows_and_facts(mnist):
+def test_hessian_matches_losses_and_reads_the_spectra(mnist):
     cfg = replace(
         hessian.Config(),
         steps=20,
+        max_steps=400,
+        check_every=5,
         examples=100,
         k=4,
         seeds=2,
@@ -445,11 +609,30 @@ def test_hessian_rows_and_facts(mnist):
         f["hess_ratio_plain"],
         frame[frame["network"] == hessian.NETWORKS[0]]["ratio"].mean(),
     )
-    spectra = hessian.mean_spectra(frame)
+    # the network without BatchNorm stopped at the first check at which
+    # its loss was at most the BatchNorm network's (training mode)
+    plain = frame[frame["network"] == hessian.NETWORKS[0]]
+    batch = frame[frame["network"] == hessian.NETWORKS[1]]
+    assert f["hess_matched"] and (plain["steps"] % 5 == 0).all()
+    assert (plain["loss"].values <= batch["loss"].values).all()
+    rel = hessian.relative_spectra(frame)
     assert (
-        set(spectra) == set(hessian.NETWORKS)
-        and len(spectra[hessian.NETWORKS[0]]) == 4
+        len(rel) == len(frame) * 4
+        and (rel[rel["rank"] == 1]["relative"] == 1).all()
     )
+
+
+def test_stop_at_loss_stops_training_once_the_loss_is_reached(mnist):
+    net = bn.bn_mlp([40, 8, 6, 10], "none", seed=0)
+    x, y = mnist.x_train[:100], mnist.y_train[:100]
+    stop = hessian.StopAtLoss(x, y, target=2.0, every=5)
+    hist = train.train_sgd(
+        net, mnist, train.SGDConfig(16, 0.5, 500), on_step=stop
+    )
+    last = int(hist.step[-1])
+    assert last % 5 == 0 and last < 500
+    with torch.no_grad():
+        assert float(torch.nn.functional.cross_entropy(net(x), y)) <= 2.0
 
 
 def test_jumps_facts_count_diverged_runs():
@@ -460,7 +643,8 @@ def test_jumps_facts_count_diverged_runs():
         for s, b, a in ((100, 2.0, 1.9), (200, 1.5, 1.45))
     ]
     f = jumps.facts(pd.DataFrame(rows), cfg)
-    assert f["jump_diverged"] == 1 and not f["jump_learns"]
+    assert f["jump_diverged_raw"] == 1 and f["jump_diverged_comp"] == 0
+    assert not f["jump_learns"] and math.isnan(f["jump_ratio"])
     clean = pd.DataFrame(rows).assign(diverged=False)
     assert jumps.facts(clean, cfg)["jump_learns"]
 
@@ -481,3 +665,31 @@ def test_modes_facts_read_one_class_losses():
     assert not modes.facts(pd.DataFrame(rows), modes.Config())[
         "modes_one_class_loses"
     ]
+
+
+def test_conv_tie_is_two_sided():
+    cfg = replace(conv.Config(), seeds=3, steps=10, lrs=(0.1,))
+
+    def facts(leads):
+        rows = [
+            dict(
+                norm=norm,
+                lr=0.1,
+                seed=seed,
+                step=10,
+                test_acc=0.9 + (lead if norm == "groupnorm" else 0.0),
+                train_loss=0.1,
+                epochs=1.0,
+            )
+            for norm in conv.NORMS
+            for seed, lead in enumerate(leads)
+        ]
+        f = conv.facts(pd.DataFrame(rows), cfg)
+        return {c.id: c.check(f) for c in conv.CLAIMS}
+
+    tie = facts([0.02, -0.02, 0.01])
+    assert tie["bn-conv-tie"] and tie["bn-conv-close"]
+    for leads in ([0.2, 0.21, 0.19], [-0.05, -0.06, -0.04]):  # either way
+        assert not facts(leads)["bn-conv-tie"]
+    for leads in ([0.2, 0.21, 0.19], [-0.2, -0.21, -0.19]):  # either way
+        assert not facts(leads)["bn-conv-close"]

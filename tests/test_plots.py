@@ -166,3 +166,89 @@ def test_a_captioned_table_is_a_numbered_myst_table():
     assert plots.table(frame).data.startswith("| B | loss |")  # default
     with pytest.raises(ValueError, match="no caption"):
         plots.table(frame, name="tab-x")
+
+
+# BatchNorm chapter
+
+
+def _seeded(levels, xs=(1, 2, 4)):
+    return pd.DataFrame(
+        [
+            dict(level=lev, x=x, seed=s, y=i + x + 0.1 * s)
+            for i, lev in enumerate(levels)
+            for x in xs
+            for s in range(3)
+        ]
+    )
+
+
+def test_by_level_gives_every_level_its_own_look_and_a_legend_below():
+    fig, (ax,) = plots.figure(width=plots.BN_WIDTH)
+    frame = _seeded(["b", "a", "c"])
+    plots.by_level(ax, frame, "x", "y", "level", names={"a": "A"})
+    lines = ax.get_lines()
+    assert [ln.get_label() for ln in lines] == ["A", "b", "c"]
+    looks = {
+        (ln.get_color(), ln.get_linestyle(), ln.get_marker()) for ln in lines
+    }
+    assert len({c for c, _, _ in looks}) == 3  # colours
+    assert len({s for _, s, _ in looks}) == 3  # and line styles
+    # the mean over seeds: level "a" (index 1) at x = 2 is 1 + 2 + 0.1
+    a = lines[0]
+    assert np.allclose(a.get_ydata(), [1 + x + 0.1 for x in (1, 2, 4)])
+    legend = ax.get_legend()
+    assert legend is not None and legend.get_bbox_to_anchor().y0 < ax.bbox.y0
+    matplotlib.pyplot.close(fig)
+
+
+def test_running_errors_draws_the_cumulative_average_last_in_orange():
+    rows = [
+        dict(step=s, error=0.1 * (1 + i), momentum=m, seed=k)
+        for i, m in enumerate([0.01, 0.1, np.nan])
+        for s in (10, 20)
+        for k in range(2)
+    ]
+    fig, (ax,) = plots.figure()
+    plots.running_errors(ax, pd.DataFrame(rows))
+    labels = [ln.get_label() for ln in ax.get_lines()]
+    assert labels == ["momentum 0.01", "momentum 0.1", "cumulative"]
+    assert (
+        matplotlib.colors.to_hex(ax.get_lines()[-1].get_color()) == "#d55e00"
+    )
+    assert ax.get_yscale() == "log"
+    matplotlib.pyplot.close(fig)
+
+
+def test_fall_against_steps_draws_the_law_through_the_points():
+    start = 1 / 3
+    s = np.array([1e-3, 1e-2, 1e-1])
+    frame = pd.DataFrame(
+        dict(
+            squared_steps=s,
+            fall=s / (start + s),
+            run=["a", "b", "c"],
+            start=start,
+        )
+    )
+    fig, (ax,) = plots.figure()
+    plots.fall_against_steps(ax, frame)
+    law = ax.get_lines()[-1]
+    x, y = law.get_xdata(), law.get_ydata()
+    assert np.allclose(y, x / (start + x))
+    assert ax.get_xscale() == "log"
+    matplotlib.pyplot.close(fig)
+
+
+def test_relative_spectrum_has_integer_rank_ticks():
+    rows = [
+        dict(network=n, seed=k, rank=r, relative=r**-p)
+        for n, p in (("one", 1.0), ("two", 0.5))
+        for k in range(2)
+        for r in range(1, 8)
+    ]
+    fig, (ax,) = plots.figure()
+    plots.relative_spectrum(ax, pd.DataFrame(rows))
+    ticks = [t for t in ax.get_xticks() if 1 <= t <= 7]
+    assert ticks and all(float(t).is_integer() for t in ticks)
+    assert np.allclose(ax.get_lines()[0].get_ydata(), np.arange(1, 8) ** -1.0)
+    matplotlib.pyplot.close(fig)

@@ -56,3 +56,31 @@ def test_epochs_to_steps():
     assert train.epochs_to_steps(0.001, 100, 100) == 1
     with pytest.raises(ValueError):
         train.epochs_to_steps(0, 100, 8)
+
+
+def test_on_step_returning_true_stops_training_there(small):
+    cfg = train.SGDConfig(batch_size=8, lr=0.05, steps=40, eval_every=10)
+    calls = []
+
+    def stop_at_25(step, model):
+        calls.append(step)
+        return step == 25
+
+    h = train.train_sgd(
+        models.mlp([40, 16, 10], seed=1), small, cfg, on_step=stop_at_25
+    )
+    assert calls == list(range(1, 26))
+    np.testing.assert_array_equal(h.step, [0, 10, 20, 25])
+    assert h.train_loss.shape == (1, 4) and h.grad_evals == 25 * 8
+    # the first 25 steps are those of an uninterrupted run
+    full = train.train_sgd(
+        models.mlp([40, 16, 10], seed=1),
+        small,
+        train.SGDConfig(batch_size=8, lr=0.05, steps=25, eval_every=10),
+    )
+    np.testing.assert_array_equal(h.train_loss, full.train_loss)
+    # a callback that returns something else than True does not stop it
+    h = train.train_sgd(
+        models.mlp([40, 16, 10], seed=1), small, cfg, on_step=lambda s, m: 1
+    )
+    assert h.step[-1] == 40

@@ -14,6 +14,9 @@
 * :func:`data_stats_forward` and :class:`WholeDataBatchNorm` -- a
   BatchNorm MLP normalized with statistics of a whole data set, held
   constant or differentiated through.
+* :class:`StepLengths` -- the squared steps and the radial terms of the
+  incoming weights of every unit along a training run: what lengthens
+  the scale-invariant weights of a BatchNorm network.
 """
 
 from __future__ import annotations
@@ -483,4 +486,54 @@ class WholeDataBatchNorm(nn.Module):
         """Outputs ``(n, out)`` for ``x`` ``(n, d)``."""
         return data_stats_forward(
             self.net, x, self.x_stats, self.differentiate
+        )
+
+
+class StepLengths:
+    """``on_step`` of :func:`~batchlab.train.train_sgd` that follows the
+    incoming weights ``w_j`` (rows of ``weight``) of every unit.
+
+    In float64, whatever the network's precision: after each step it
+    adds the squared step ``|w_j' - w_j|^2`` (``eta^2 |g_j|^2`` for
+    plain SGD) and the radial term ``-2 w_j . (w_j' - w_j)`` (``2 eta
+    w_j . g_j`` for plain SGD) to running sums, with ``w_j`` and
+    ``w_j'`` the weights before and after the step, so that ``|w_T|^2 -
+    |w_0|^2 = sum of squared steps - sum of radial terms``. It also keeps
+    the largest ``|cos|`` between ``w_j`` and the gradient ``g_j``.
+    """
+
+    def __init__(self, weight: torch.Tensor):
+        self.weight = weight
+        self.before = weight.detach().double().clone()
+        self.start = (self.before**2).sum(1)
+        self.squared_steps = torch.zeros_like(self.start)
+        self.radial = torch.zeros_like(self.start)
+        self.cos = torch.zeros_like(self.start)  # largest |cos| per unit
+
+    def __call__(self, step: int, model) -> None:
+        g = self.weight.grad.detach().double()
+        w = self.before
+        after = self.weight.detach().double().clone()
+        move = after - w
+        self.squared_steps += (move * move).sum(1)
+        self.radial -= 2 * (w * move).sum(1)
+        cos = (w * g).sum(1).abs() / (w.norm(dim=1) * g.norm(dim=1)).clamp_min(
+            1e-300
+        )
+        self.cos = torch.maximum(self.cos, cos)
+        self.before = after
+
+    def summary(self) -> dict:
+        """Means over units: ``rate_ratio`` (``eta / |w|^2`` now over at
+        the start), ``squared_steps``, ``growth`` of ``|w|^2``,
+        ``radial``, the largest ``cos`` over units and steps and
+        ``start``, the mean ``|w_0|^2``."""
+        end = (self.before**2).sum(1)
+        return dict(
+            start=float(self.start.mean()),
+            rate_ratio=float((1 / end).mean() / (1 / self.start).mean()),
+            squared_steps=float(self.squared_steps.mean()),
+            growth=float((end - self.start).mean()),
+            radial=float(self.radial.mean()),
+            cos=float(self.cos.max()),
         )

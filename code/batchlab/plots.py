@@ -477,13 +477,96 @@ def settings(config: object, names: dict[str, str] | None = None) -> Markdown:
 # --------------------------------------------------------------------------
 # BatchNorm chapter
 
+#: Width (inches) of the BatchNorm chapter's figures: narrower than the
+#: page so that, scaled to a 390 px phone, labels stay about 13 px tall.
+BN_WIDTH = 4.2
+#: Distinct colours for unordered levels (the style's Okabe-Ito cycle),
+#: and dark-to-light blues for ordered ones, all readable on white.
+BN_COLOURS = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#000000", "#E69F00")
+
+
+def legend_below(ax: Axes, ncol: int = 2, title: str | None = None) -> Axes:
+    """The axes' legend under the panel, outside the data, in ``ncol``
+    columns, entries in the order they were drawn."""
+    handles, labels = ax.get_legend_handles_labels()
+    if handles:
+        ax.legend(
+            handles,
+            labels,
+            title=title,
+            loc="upper center",
+            bbox_to_anchor=(0.5, -0.22),
+            ncol=ncol,
+            handlelength=2.6,
+            fontsize=10,
+        )
+    return ax
+
+
+def level_looks(levels: Sequence, ordered: bool = False) -> dict:
+    """A colour, a line style and a marker per level, in the levels'
+    sorted order; ordered levels get dark-to-light blues, unordered ones
+    the distinct :data:`BN_COLOURS`."""
+    keys = sorted(set(levels), key=_order_key)
+    if ordered:
+        colours = sns.color_palette("Blues_r", n_colors=len(keys) + 2)
+    else:
+        colours = list(BN_COLOURS) * len(keys)
+    return {
+        k: dict(color=colours[i], **looks)
+        for i, (k, looks) in enumerate(styles(keys).items())
+    }
+
+
+def by_level(
+    ax: Axes,
+    frame: pd.DataFrame,
+    x: str,
+    y: str,
+    hue: str,
+    ordered: bool = False,
+    logx: bool = False,
+    logy: bool = False,
+    names: dict | None = None,
+    ncol: int = 2,
+) -> Axes:
+    """Mean of ``y`` over seeds against ``x``, one line per level of
+    ``hue`` with its own colour, line style and marker
+    (:func:`level_looks`), a band of one standard deviation (from a
+    column ``seed``), and the legend below the panel; ``names`` renames
+    levels in the legend."""
+    _require(frame, [x, y, hue, "seed"])
+    looks = level_looks(frame[hue], ordered)
+    for level, part in sorted(
+        frame.groupby(hue), key=lambda kv: _order_key(kv[0])
+    ):
+        stats = part.groupby(x)[y].agg(["mean", "std"]).sort_index()
+        label = (names or {}).get(level, str(level))
+        ax.plot(stats.index, stats["mean"], label=label, **looks[level])
+        ax.fill_between(
+            stats.index,
+            stats["mean"] - stats["std"].fillna(0),
+            stats["mean"] + stats["std"].fillna(0),
+            color=looks[level]["color"],
+            alpha=0.15,
+            linewidth=0,
+        )
+    if logx:
+        ax.set_xscale("log")
+        plain_log(ax, "x", subs=(1, 2, 5))
+    if logy:
+        ax.set_yscale("log")
+        plain_log(ax, "y", subs=(1, 2, 5))
+    ax.set(xlabel=x, ylabel=y)
+    return legend_below(ax, ncol)
+
 
 def before_after(ax: Axes, frame: pd.DataFrame, hue: str, label: dict) -> Axes:
     """A quantity just before and just after events at ``step`` (mean
     over seeds), as a sawtooth per level of ``hue``: columns ``step``,
     ``before``, ``after`` and ``hue``; ``label`` names the levels."""
     _require(frame, ["step", "before", "after", hue])
-    looks = styles(frame[hue])
+    looks = level_looks(frame[hue])
     for level, part in frame.groupby(hue, sort=True):
         mean = part.groupby("step")[["before", "after"]].mean()
         ax.plot(
@@ -492,8 +575,7 @@ def before_after(ax: Axes, frame: pd.DataFrame, hue: str, label: dict) -> Axes:
             label=label[level],
             **looks[level],
         )
-    ax.legend()
-    return ax
+    return legend_below(ax)
 
 
 def law_points(ax: Axes, frame: pd.DataFrame, x: str, label: str) -> Axes:
@@ -501,46 +583,98 @@ def law_points(ax: Axes, frame: pd.DataFrame, x: str, label: str) -> Axes:
     line, column ``law``) over ``x``, on log-log axes with plain labels."""
     _require(frame, [x, "measured", "law"])
     part = frame.sort_values(x)
-    ax.plot(part[x], part["measured"], "o", label="measured")
     ax.plot(part[x], part["law"], "-", color="0.3", label="law")
+    ax.plot(
+        part[x], part["measured"], "o", color=BN_COLOURS[0], label="measured"
+    )
     ax.set(xscale="log", yscale="log", xlabel=x, ylabel=label)
     plain_log(ax, "x", subs=(1, 2, 5))
     plain_log(ax, "y", subs=(1, 2, 5))
-    ax.legend()
-    return ax
+    return legend_below(ax)
 
 
 def running_errors(ax: Axes, frame: pd.DataFrame) -> Axes:
     """Error of running averages over steps (mean and one standard
-    deviation over seeds), one ordered colour per ``momentum`` and the
-    cumulative average (``momentum`` NaN) in black, log y axis."""
+    deviation over seeds), one style per ``momentum`` (dark to light
+    blues, in increasing order) and the cumulative average (``momentum``
+    NaN) in orange, last; log y axis."""
     _require(frame, ["step", "error", "momentum", "seed"])
-    named = frame.assign(
-        average=frame["momentum"].map(
-            lambda m: "cumulative" if np.isnan(m) else f"{m:g}"
-        )
-    )
     momenta = sorted(frame["momentum"].dropna().unique())
-    palette = {f"{m:g}": c for m, c in ordered_palette(momenta).items()}
-    palette["cumulative"] = (0.0, 0.0, 0.0)
-    order = list(palette)
-    sns.lineplot(
-        data=named,
-        x="step",
-        y="error",
-        hue="average",
-        hue_order=order,
-        palette=palette,
-        style="average",
-        style_order=order,
-        markers=dict(zip(order, MARKERS)),
-        dashes=dict(zip(order, _seaborn_dashes(len(order)))),
-        errorbar="sd",
-        ax=ax,
+    by_level(
+        ax,
+        frame[frame["momentum"].notna()],
+        "step",
+        "error",
+        "momentum",
+        ordered=True,
+        logy=True,
+        names={m: f"momentum {m:g}" for m in momenta},
     )
+    cum = frame[frame["momentum"].isna()].groupby("step")["error"]
+    stats = cum.agg(["mean", "std"])
+    look = styles(range(len(momenta) + 1))[len(momenta)]
+    ax.plot(
+        stats.index,
+        stats["mean"],
+        color=BN_COLOURS[1],
+        label="cumulative",
+        **look,
+    )
+    ax.fill_between(
+        stats.index,
+        stats["mean"] - stats["std"].fillna(0),
+        stats["mean"] + stats["std"].fillna(0),
+        color=BN_COLOURS[1],
+        alpha=0.15,
+        linewidth=0,
+    )
+    return legend_below(ax)
+
+
+def fall_against_steps(ax: Axes, frame: pd.DataFrame) -> Axes:
+    """The fall of the effective rate against the summed squared steps,
+    a point per run (style per ``run``), with the law ``S / (|w_0|^2 +
+    S)`` that every unit growing by ``S`` would give (``|w_0|^2`` the mean
+    of column ``start``); log x axis."""
+    _require(frame, ["squared_steps", "fall", "run", "start"])
+    looks = level_looks(frame["run"])
+    for run, part in frame.groupby("run", sort=True):
+        look = looks[run]
+        ax.plot(
+            part["squared_steps"],
+            part["fall"],
+            linestyle="none",
+            marker=look["marker"],
+            color=look["color"],
+            label=run,
+        )
+    s = np.geomspace(
+        frame["squared_steps"].min(), frame["squared_steps"].max()
+    )
+    c = frame["start"].mean()
+    ax.plot(s, s / (c + s), "-", color="0.3", label=r"$S/(|w_0|^2+S)$")
+    ax.set_xscale("log")
+    ax.set(
+        xlabel=r"summed squared steps $S = \eta^2 \sum |g|^2$",
+        ylabel=r"fall of $\eta / |w|^2$",
+    )
+    return legend_below(ax, ncol=1)
+
+
+def relative_spectrum(ax: Axes, frame: pd.DataFrame) -> Axes:
+    """Eigenvalues over the largest, ``lambda_i / lambda_1``, against
+    their rank (integer ticks), mean over seeds per ``network``, log y;
+    ``frame`` has ``network``, ``seed``, ``rank`` and ``relative``."""
+    _require(frame, ["network", "seed", "rank", "relative"])
+    looks = level_looks(frame["network"])
+    for network, part in frame.groupby("network", sort=True):
+        mean = part.groupby("rank")["relative"].mean()
+        ax.plot(mean.index, mean.to_numpy(), label=network, **looks[network])
     ax.set_yscale("log")
-    ax.legend(title="momentum")
-    return ax
+    plain_log(ax, "y", subs=(1, 2, 5))
+    ax.xaxis.set_major_locator(mpl.ticker.MaxNLocator(integer=True))
+    ax.set(xlabel="rank i", ylabel=r"$\lambda_i / \lambda_1$")
+    return legend_below(ax, ncol=1)
 
 
 # --------------------------------------------------------------------------

@@ -119,33 +119,34 @@ class StackedNormMLP(nn.Module):
     def _batch_renorm(
         self, h: torch.Tensor, k: int, part: slice, renorm: bool
     ) -> torch.Tensor:
-        """BatchNorm, or with ``renorm`` Batch Renormalization, of the
-        members ``part``: in training mode each unit over the batch
-        (dimension 1), corrected by ``r`` and ``d`` for Renorm, and the
-        running averages updated; in evaluation mode with those."""
-        running_mean = getattr(self, f"mean{k}")[part]  # views: updated
-        running_var = getattr(self, f"var{k}")[part]  # in place below
+        """BatchNorm, or with ``renorm`` Batch Renormalization, of layer
+        ``k``'s members ``part``: in training mode each unit over the
+        batch (dimension 1), corrected by ``r`` and ``d`` for Renorm; in
+        evaluation mode with the running averages."""
+        mu = getattr(self, f"mean{k}")[part]  # running averages
+        sigma = torch.sqrt(getattr(self, f"var{k}")[part] + self.eps)
         if not self.training:
-            return (h - running_mean) / torch.sqrt(running_var + self.eps)
-        n = h.shape[1]
+            return (h - mu) / sigma
+        mean = h.mean(1, keepdim=True)
+        var = ((h - mean) ** 2).mean(1, keepdim=True)  # biased
+        sigma_b = torch.sqrt(var + self.eps)
+        out = (h - mean) / sigma_b
+        if renorm:  # r and d are constants in the gradient
+            r = (sigma_b / sigma).detach().clamp(1 / self.r_max, self.r_max)
+            d = ((mean - mu) / sigma).detach().clamp(-self.d_max, self.d_max)
+            out = out * r + d
+        self._update_running(k, part, mean, var, h.shape[1])
+        return out
+
+    @torch.no_grad()
+    def _update_running(self, k, part, mean, var, n: int) -> None:
+        """Running averages of layer ``k``'s members ``part``, in place,
+        with the batch mean and the unbiased batch variance."""
         if n < 2:
             raise ValueError("batch statistics need at least 2 examples")
-        mean = h.mean(1, keepdim=True)
-        centred = h - mean
-        var = (centred * centred).mean(1, keepdim=True)  # biased
-        sigma_b = torch.sqrt(var + self.eps)
-        out = centred / sigma_b
-        with torch.no_grad():
-            if renorm:  # r and d are constants in the gradient
-                sigma = torch.sqrt(running_var + self.eps)
-                r = (sigma_b / sigma).clamp(1 / self.r_max, self.r_max)
-                d = ((mean - running_mean) / sigma).clamp(
-                    -self.d_max, self.d_max
-                )
-            a = self.momentum
-            running_mean.mul_(1 - a).add_(a * mean)
-            running_var.mul_(1 - a).add_(a * var * (n / (n - 1)))
-        return out * r + d if renorm else out
+        a = self.momentum
+        getattr(self, f"mean{k}")[part].mul_(1 - a).add_(a * mean)
+        getattr(self, f"var{k}")[part].mul_(1 - a).add_(a * var * n / (n - 1))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Logits ``(M, B, classes)`` for inputs ``(M, B, d)``."""

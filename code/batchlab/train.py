@@ -169,7 +169,7 @@ def train_sgd(
     data: Dataset,
     cfg: SGDConfig,
     loss_fn: Callable = F.cross_entropy,
-    on_step: Callable[[int, nn.Module], None] | None = None,
+    on_step: Callable[[int, nn.Module], object] | None = None,
 ) -> History:
     """Train ``model`` in place with minibatch SGD.
 
@@ -179,7 +179,10 @@ def train_sgd(
         data: the training and test sets.
         cfg: batch size, learning rate, steps, seed, momentum, evaluation.
         loss_fn: ``F.cross_entropy`` (default) or ``F.mse_loss`` etc.
-        on_step: called as ``on_step(step, model)`` after every update.
+        on_step: called as ``on_step(step, model)`` after every update;
+            when it returns ``True`` training stops after that update
+            (the run is evaluated there; ``History.step[-1]`` is that
+            step and ``grad_evals`` counts the updates made).
 
     Returns:
         A :class:`History` with one row.
@@ -203,7 +206,7 @@ def train_sgd(
 
     record()
     model.train()
-    elapsed = 0.0
+    elapsed, last = 0.0, cfg.steps
     for step in range(1, cfg.steps + 1):
         start = time.perf_counter()
         idx = order[step - 1]
@@ -216,10 +219,13 @@ def train_sgd(
         loss.backward()
         opt.step()
         elapsed += time.perf_counter() - start
-        if on_step is not None:
-            on_step(step, model)
-        if step in due:
+        stop = on_step is not None and on_step(step, model) is True
+        if step in due or stop:
             record()
+        if stop:
+            last = step
+            points = [p for p in points if p < step] + [step]
+            break
     arr = np.array(rows).T[:, None, :]
     return History(
         step=np.array(points),
@@ -228,7 +234,7 @@ def train_sgd(
         train_acc=arr[2],
         test_acc=arr[3],
         wall_time=elapsed,
-        grad_evals=cfg.steps * cfg.batch_size,
+        grad_evals=last * cfg.batch_size,
         diverged=np.zeros(1, bool),
     )
 

@@ -14,6 +14,7 @@ SECTIONS = (
     "running",
     "modes",
     "rate",
+    "edge",
     "epsilon",
     "smallbatch",
     "pairs",

@@ -13,12 +13,16 @@ import pandas as pd
 import torch
 from torch import nn
 
-from ...batchnorm import bn_mlp
+from ...batchnorm import StepLengths, bn_mlp
 from ...claims import Claim
 from ...data import Dataset
 from ...runtime import Digits, Longer, Rate, Wider, more_of, pick
 from ...train import SGDConfig, train_sgd
-from .rate import StepLengths
+from .rate import steps_miss
+
+#: Claim thresholds: with the negligible epsilon every |cos| stays below
+#: TINY_COS; with PyTorch's the largest exceeds EPS_COS.
+TINY_COS, EPS_COS = 1e-6, 1e-4
 
 #: The runs: (name, dtype, whether eps is the negligible one).
 RUNS = (
@@ -38,8 +42,6 @@ class Config:
     steps: int = 300  # SGD steps
     seeds: int = 2  # initializations and batch orders
     tiny_eps: float = 1e-12  # the negligible epsilon
-    tiny_cos: float = 1e-6  # with it, every |cos| is below this
-    eps_cos: float = 1e-4  # with PyTorch's eps the largest |cos| exceeds it
     dataset: str = "mnist1d"  # batchlab.data.load name
 
     RATE_FIELDS: ClassVar = ("lr",)
@@ -73,7 +75,7 @@ def run(cfg: Config, data: Dataset) -> pd.DataFrame:
 
     Returns:
         Rows with ``seed``, ``run`` (a name of :data:`RUNS`), ``eps`` and
-        the columns of :meth:`~.rate.StepLengths.summary`.
+        the columns of :meth:`~batchlab.batchnorm.StepLengths.summary`.
     """
     rows = []
     for seed in range(cfg.seeds):
@@ -83,7 +85,7 @@ def run(cfg: Config, data: Dataset) -> pd.DataFrame:
                 if isinstance(layer, nn.BatchNorm1d) and tiny:
                     layer.eps = cfg.tiny_eps
             eps = next(m.eps for m in net if isinstance(m, nn.BatchNorm1d))
-            follow = StepLengths(net[0].weight, cfg.lr)
+            follow = StepLengths(net[0].weight)
             sgd = SGDConfig(cfg.batch, cfg.lr, cfg.steps, seed=seed)
             train_sgd(net, in_precision(data, dtype), sgd, on_step=follow)
             rows.append(dict(seed=seed, run=name, eps=eps, **follow.summary()))
@@ -92,17 +94,23 @@ def run(cfg: Config, data: Dataset) -> pd.DataFrame:
 
 def facts(frame: pd.DataFrame, cfg: Config) -> dict:
     """The largest ``|cos(w, g)|`` of each run over seeds, units and
-    steps, and BatchNorm's own ``eps``."""
+    steps, the largest miss of the summed squared steps by the growth of
+    ``|w|^2`` (a share, :func:`~.rate.steps_miss`), and BatchNorm's own
+    ``eps``."""
     cos = frame.groupby("run")["cos"].max()
+    miss = frame.assign(miss=steps_miss(frame)).groupby("run")["miss"].max()
     names = [name for name, _, _ in RUNS]
     return dict(
+        eps_miss_f32=miss[names[0]],
+        eps_miss_f64=miss[names[1]],
+        eps_miss_tiny=miss[names[2]],
         eps_torch=float(frame[frame["run"] == names[0]]["eps"].iloc[0]),
         eps_tiny=cfg.tiny_eps,
         eps_cos_f32=cos[names[0]],
         eps_cos_f64=cos[names[1]],
         eps_cos_tiny=cos[names[2]],
-        eps_tiny_cos=cfg.tiny_cos,
-        eps_cos_min=cfg.eps_cos,
+        eps_tiny_cos=TINY_COS,
+        eps_cos_min=EPS_COS,
         eps_batch=cfg.batch,
     )
 
@@ -113,9 +121,13 @@ CLAIMS = [
         "identity",
         "in double precision with a negligible epsilon (1e-12) the "
         "gradient of every BatchNorm unit is orthogonal to its weights: "
-        "|cos| stays below 1e-6",
-        lambda f: f["eps_cos_tiny"] < f["eps_tiny_cos"],
-        measure=("eps_cos_tiny",),
+        "|cos| stays below 1e-6, and the squared norm of the weights grows "
+        "by the summed squared steps to within a millionth of them",
+        lambda f: (
+            f["eps_cos_tiny"] < f["eps_tiny_cos"]
+            and f["eps_miss_tiny"] < f["eps_tiny_cos"]
+        ),
+        measure=("eps_cos_tiny", "eps_miss_tiny"),
         quick=True,
     ),
     Claim(
@@ -126,6 +138,6 @@ CLAIMS = [
         "tilts the gradient",
         lambda f: min(f["eps_cos_f32"], f["eps_cos_f64"]) > f["eps_cos_min"],
         where=("longer", "wider", "rate", "digits"),
-        measure=("eps_cos_f32", "eps_cos_f64"),
+        measure=("eps_cos_f32", "eps_cos_f64", "eps_miss_f32", "eps_miss_f64"),
     ),
 ]

@@ -21,6 +21,9 @@ from ...train import SGDConfig, train_sgd
 
 MEANS = ("held constant", "inside the gradient")
 
+#: The exact laws hold to this tolerance (float64).
+EXACT_TOL = 1e-9
+
 
 @dataclass(frozen=True)
 class Config:
@@ -30,7 +33,6 @@ class Config:
     target_mean: float = 1.0  # targets are standard normal plus this
     steps: int = 100  # gradient steps
     lr: float = 0.5  # learning rate
-    tol: float = 1e-9  # float64 tolerance of the exact laws
 
     RATE_FIELDS: ClassVar = ("lr",)
     VARIANTS: ClassVar = {"longer": Longer("steps"), "rate": Rate(lr=0.25)}
@@ -103,12 +105,14 @@ def facts(frame: pd.DataFrame, cfg: Config) -> dict:
     law = 2 * cfg.lr * cfg.steps * frame["target_mean"].iloc[0]
     return dict(
         esc_steps=cfg.steps,
+        esc_lr=cfg.lr,
+        esc_target_mean=float(frame["target_mean"].iloc[0]),
         esc_bias=out["bias"].iloc[-1],
         esc_law=law,
         esc_law_gap=abs(out["bias"].iloc[-1] - law) / abs(law),
         esc_loss_change=(out["loss"] - out["loss"].iloc[0]).abs().max(),
         esc_inside=inside["bias"].abs().max(),
-        esc_tol=cfg.tol,
+        esc_tol=EXACT_TOL,
     )
 
 

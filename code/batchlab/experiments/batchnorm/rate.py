@@ -2,23 +2,23 @@
 ``eta / |w|^2`` of the first layer's scale-invariant weights in a 2x2
 design, statistics batch x gradient batch (BatchNorm at B = 4 and at
 B = 128, ghost BatchNorm with statistics over groups of 4 and the
-gradient over 128, and its reverse), beside noise-free full-batch descent
-and a network without BatchNorm."""
+gradient over 128, and its reverse), beside a network without BatchNorm.
+:func:`effective_rate_run` serves the next section (:mod:`.edge`) too."""
 
 from __future__ import annotations
 
-import functools
+import math
 from dataclasses import dataclass, replace
 from typing import ClassVar
 
 import pandas as pd
-import torch
 import torch.nn.functional as F
 from scipy import stats as sps
 
-from ...batchnorm import bn_mlp
+from ...batchnorm import StepLengths, bn_mlp
 from ...claims import Claim
 from ...data import Dataset
+from ...hessian import HessianOperator, top_eigenvalues
 from ...runtime import Digits, Longer, Rate, Wider, more_of, pick
 from ...train import SGDConfig, train_sgd
 
@@ -42,8 +42,7 @@ class Config:
     lrs: tuple[float, ...] = (0.1, 0.05)  # rates of the 2x2 design
     steps: int = 300  # SGD steps of every run
     seeds: int = 4  # initializations and batch orders, paired
-    extra_seeds: int = 2  # of those, for full-batch descent and no BatchNorm
-    steps_tol: float = 0.01  # |w|^2 grows by the summed steps within this
+    plain_seeds: int = 2  # of those, also run without BatchNorm
     dataset: str = "mnist1d"  # batchlab.data.load name
 
     RATE_FIELDS: ClassVar = ("lrs",)
@@ -62,54 +61,34 @@ class Config:
         return pick(scale, quick=quick, book=book, full=more_of(book, seeds=8))
 
 
-class StepLengths:
-    """``on_step`` of :func:`~batchlab.train.train_sgd` that follows the
-    incoming weights ``w_j`` (rows of ``weight``) of every unit.
-
-    In float64, whatever the network's precision: after each step it
-    adds ``eta^2 |g_j|^2`` (the squared step) and ``2 eta w_j . g_j`` (the
-    radial term) to running sums, with ``g_j`` the gradient the step
-    used and ``w_j`` the weights before it, so that ``|w_T|^2 - |w_0|^2
-    = sum eta^2 |g|^2 - sum 2 eta w . g`` up to the rounding of the
-    update itself.
-    """
-
-    def __init__(self, weight: torch.Tensor, lr: float):
-        self.weight, self.lr = weight, lr
-        self.before = weight.detach().double().clone()
-        self.start = (self.before**2).sum(1)
-        self.squared_steps = torch.zeros_like(self.start)
-        self.radial = torch.zeros_like(self.start)
-        self.cos = torch.zeros_like(self.start)  # largest |cos| per unit
-
-    def __call__(self, step: int, model) -> None:
-        g = self.weight.grad.detach().double()
-        w = self.before
-        wg = (w * g).sum(1)
-        self.squared_steps += self.lr**2 * (g * g).sum(1)
-        self.radial += 2 * self.lr * wg
-        cos = wg.abs() / (w.norm(dim=1) * g.norm(dim=1)).clamp_min(1e-300)
-        self.cos = torch.maximum(self.cos, cos)
-        self.before = self.weight.detach().double().clone()
-
-    def summary(self) -> dict:
-        """Means over units: ``rate_ratio`` (``eta / |w|^2`` now over at
-        the start), ``squared_steps``, ``growth`` of ``|w|^2``,
-        ``radial`` and the largest ``cos`` over units and steps."""
-        end = (self.before**2).sum(1)
-        return dict(
-            rate_ratio=float((1 / end).mean() / (1 / self.start).mean()),
-            squared_steps=float(self.squared_steps.mean()),
-            growth=float((end - self.start).mean()),
-            radial=float(self.radial.mean()),
-            cos=float(self.cos.max()),
-        )
+#: "grows by the summed squared steps": within this share of them.
+STEPS_TOL = 0.01
 
 
 def first_examples_loss(out, y, k: int):
     """Cross-entropy of the first ``k`` examples of the batch: the others
     only shape the BatchNorm statistics."""
     return F.cross_entropy(out[:k], y[:k])
+
+
+class LossTrace:
+    """A training loss (``first_examples_loss`` of the first ``k``) that
+    remembers the value of every call made with autograd on, that is of
+    every SGD step and not of the evaluations."""
+
+    def __init__(self, k: int):
+        self.k, self.values = k, []
+
+    def __call__(self, out, y):
+        loss = first_examples_loss(out, y, self.k)
+        if loss.requires_grad:
+            self.values.append(float(loss.detach()))
+        return loss
+
+    def rises(self) -> int:
+        """How many steps' losses exceed the step before's."""
+        v = self.values
+        return sum(b > a for a, b in zip(v, v[1:]))
 
 
 def effective_rate_run(
@@ -120,6 +99,8 @@ def effective_rate_run(
     lr: float,
     steps: int,
     seed: int,
+    momentum: float = 0.0,
+    sharpness: bool = False,
 ) -> dict:
     """One SGD run following the first layer's weights.
 
@@ -128,9 +109,15 @@ def effective_rate_run(
     BatchNorm normalizes consecutive groups of ``stats`` of them (ghost
     batches when ``stats < grad``), and the loss is that of the first
     ``grad`` (a larger statistics batch when ``stats > grad``).
+    ``momentum`` is SGD's heavy-ball momentum.
 
     Returns:
-        :meth:`StepLengths.summary`.
+        :meth:`~batchlab.batchnorm.StepLengths.summary`, ``rises`` (steps
+        whose training loss exceeded the step before's) and with
+        ``sharpness`` the largest eigenvalue of the Hessian of the
+        training loss over the whole training set at the end (all
+        parameters; BatchNorm in training mode, so with the statistics
+        of all examples), else NaN.
     """
     batch = max(stats or grad, grad)
     if stats is None:
@@ -138,34 +125,36 @@ def effective_rate_run(
     else:
         group = stats if stats < batch else None
         net = bn_mlp(sizes, seed=seed, group=group)
-    follow = StepLengths(net[0].weight, lr)
-    loss = functools.partial(first_examples_loss, k=grad)
-    sgd = SGDConfig(batch, lr, steps, seed=seed)
-    train_sgd(net, data, sgd, loss_fn=loss, on_step=follow)
-    return follow.summary()
+    follow = StepLengths(net[0].weight)
+    trace = LossTrace(grad)
+    sgd = SGDConfig(batch, lr, steps, seed=seed, momentum=momentum)
+    train_sgd(net, data, sgd, loss_fn=trace, on_step=follow)
+    top = math.nan
+    if sharpness:
+        net.train()
+        op = HessianOperator(net, F.cross_entropy, data.x_train, data.y_train)
+        top = float(top_eigenvalues(op, k=1, tol=1e-2, seed=seed).values[0])
+    return dict(follow.summary(), rises=trace.rises(), sharpness=top)
 
 
 def run(cfg: Config, data: Dataset) -> pd.DataFrame:
-    """The four cells at every rate; at the first rate, for the first
-    ``extra_seeds`` seeds, also full-batch descent (statistics and
-    gradient over the whole training set) and the network without
-    BatchNorm at the small batch.
+    """The four cells at every rate, and for the first ``plain_seeds``
+    seeds the network without BatchNorm at the small batch and the first
+    rate.
 
     Returns:
         Rows with ``seed``, ``lr``, ``stats`` (statistics batch; 0 for no
         BatchNorm), ``grad`` (gradient batch), ``run`` (a name), the
-        columns of :meth:`StepLengths.summary` and ``fall``
-        (``1 - rate_ratio``).
+        columns of :meth:`~batchlab.batchnorm.StepLengths.summary` and
+        ``fall`` (``1 - rate_ratio``).
     """
     size = dict(small=cfg.small, large=cfg.large)
     runs = [(lr, size[s], size[g]) for lr in cfg.lrs for s, g in CELLS]
-    n, lr0 = data.n_train, cfg.lrs[0]
-    extra = [(lr0, n, n), (lr0, None, cfg.small)]
+    plain = [(cfg.lrs[0], None, cfg.small)]
     rows = []
     for seed in range(cfg.seeds):
-        for lr, stats, grad in runs + (
-            extra if seed < cfg.extra_seeds else []
-        ):
+        extra = plain if seed < cfg.plain_seeds else []
+        for lr, stats, grad in runs + extra:
             got = effective_rate_run(
                 data, cfg.sizes, stats, grad, lr, cfg.steps, seed
             )
@@ -175,11 +164,11 @@ def run(cfg: Config, data: Dataset) -> pd.DataFrame:
                     lr=lr,
                     stats=stats or 0,
                     grad=grad,
-                    run=run_name(stats, grad, n),
+                    run=run_name(stats, grad, data.n_train),
                     **got,
                 )
             )
-    frame = pd.DataFrame(rows)
+    frame = pd.DataFrame(rows).drop(columns=["rises", "sharpness"])
     return frame.assign(fall=1 - frame["rate_ratio"])
 
 
@@ -210,6 +199,13 @@ def _cell_names(cfg: Config) -> dict[str, str]:
     return {f"{s[0]}{g[0]}": f"{size[s]}/{size[g]}" for s, g in CELLS}
 
 
+def steps_miss(frame: pd.DataFrame) -> pd.Series:
+    """Per run, how far the growth of ``|w|^2`` misses the summed squared
+    steps, as a share of them."""
+    sq = frame["squared_steps"]
+    return (frame["growth"] - sq).abs() / sq
+
+
 def facts(frame: pd.DataFrame, cfg: Config) -> dict:
     """For each rate ``i`` (``r{i}``: the fall ``1 - eta_eff / eta_eff(0)``;
     ``k{i}``: the summed squared steps) the four cells' means over seeds
@@ -217,9 +213,8 @@ def facts(frame: pd.DataFrame, cfg: Config) -> dict:
     BatchNorm at the small batch over BatchNorm at the large one along
     each path (``_gs``: with the small gradient batch, from ``ls`` to
     ``ss``; ``_gl``: with the large one, from ``ll`` to ``sl``), and
-    per-seed orderings; at the first rate, the full-batch run's fall
-    over the large and the small batch's on the same seeds, and the runs
-    without BatchNorm."""
+    per-seed orderings; the mechanism's checks, and the runs without
+    BatchNorm."""
     tags = _cell_names(cfg)
     out = dict(
         rate_small=cfg.small,
@@ -227,7 +222,6 @@ def facts(frame: pd.DataFrame, cfg: Config) -> dict:
         rate_steps=cfg.steps,
         rate_seeds=cfg.seeds,
         rate_units=cfg.sizes[1],
-        rate_n=int(frame["stats"].max()),
     )
     ordered, smaller = True, True
     for metric, value in (("r", "fall"), ("k", "squared_steps")):
@@ -251,58 +245,53 @@ def facts(frame: pd.DataFrame, cfg: Config) -> dict:
             smaller &= bool(ghost_effect < stats_effect)
     out["rate_small_most"] = ordered
     out["rate_ghost_smaller"] = smaller
-    bn_runs = frame[frame["stats"] > 0]
+    out["rate_ghost_flips"] = bool(
+        (out["rate_r0_sl"] < out["rate_r0_ll"])
+        != (out["rate_r1_sl"] < out["rate_r1_ll"])
+    )
+    bn = frame[frame["stats"] > 0]
     out["rate_rank"] = min(
         sps.spearmanr(part["fall"], part["squared_steps"]).statistic
-        for _, part in bn_runs.groupby("lr")
+        for _, part in bn.groupby("lr")
     )
     for i, lr in enumerate(cfg.lrs):
         out[f"rate_lr{i}"] = lr
-    lr0 = frame[frame["lr"] == cfg.lrs[0]]
-    full = lr0[(lr0["stats"] == lr0["stats"].max())]
-    lr0 = lr0[lr0["seed"].isin(full["seed"])]  # the same seeds
-    large = lr0[(lr0["stats"] == cfg.large) & (lr0["grad"] == cfg.large)]
-    out["rate_full_r"] = full["fall"].mean()
-    out["rate_full_k"] = full["squared_steps"].mean()
-    out["rate_signal"] = full["fall"].mean() / large["fall"].mean()
-    small = lr0[(lr0["stats"] == cfg.small) & (lr0["grad"] == cfg.small)]
-    out["rate_signal_small"] = full["fall"].mean() / small["fall"].mean()
-    bn = frame[frame["stats"] > 0]
     plain = frame[frame["stats"] == 0]
-    gap = (bn["growth"] - bn["squared_steps"]).abs() / bn["squared_steps"]
-    plain_gap = (plain["growth"] - plain["squared_steps"]).abs() / plain[
-        "squared_steps"
-    ]
+    cos_plain = plain["cos"].min()
     out.update(
-        rate_steps_err=gap.max(),
-        rate_steps_tol=cfg.steps_tol,
+        rate_start=bn["start"].mean(),
+        rate_steps_err=steps_miss(bn).max(),
+        rate_steps_tol=STEPS_TOL,
         rate_cos_bn=bn["cos"].max(),
-        rate_cos_plain=plain["cos"].min(),
-        rate_plain_off=plain_gap.min(),
-        rate_plain_ratio=plain["rate_ratio"].mean(),
+        rate_cos_plain=cos_plain,
+        rate_cos_plain_floor=math.floor(100 * cos_plain) / 100,
+        rate_plain_off=steps_miss(plain).min(),
     )
     return out
 
 
-def summary(frame: pd.DataFrame, cfg: Config) -> pd.DataFrame:
-    """Means over seeds per rate and run, for the table: the effective
-    rate at the end over its start and the summed squared steps."""
+def summary(frame: pd.DataFrame) -> pd.DataFrame:
+    """Means over seeds per rate and run, for the table: the fall of the
+    effective rate (none for the network without BatchNorm, whose
+    ``eta / |w|^2`` is no effective rate) and the summed squared steps."""
     means = frame.groupby(["lr", "stats", "grad", "run"])[
-        ["rate_ratio", "squared_steps"]
+        ["fall", "squared_steps"]
     ].mean()
     means = means.reset_index().sort_values(
         ["lr", "stats", "grad"], ascending=[False, True, True]
     )
-    return means.drop(columns=["stats", "grad"])
+    means.loc[means["stats"] == 0, "fall"] = math.nan
+    return means.drop(columns=["stats", "grad"]).reset_index(drop=True)
 
 
 CLAIMS = [
     Claim(
         "bn-rate-steps",
         "finding",
-        "with BatchNorm, the squared norm of every unit's weights grows by "
-        "the summed squared steps, eta^2 sum |g|^2, to within 1% (the "
-        "gradient has almost no component along w), in every run",
+        "with BatchNorm and plain SGD, the squared norm of every unit's "
+        "weights grows by the summed squared steps, eta^2 sum |g|^2, to "
+        "within 1% (the gradient has almost no component along w), in "
+        "every run",
         lambda f: f["rate_steps_err"] < f["rate_steps_tol"],
         where=("longer", "wider", "rate"),
         measure=("rate_steps_err", "rate_cos_bn"),
@@ -342,20 +331,21 @@ CLAIMS = [
     Claim(
         "bn-rate-ghost",
         "finding",
-        "statistics of 4 change the fall less with the gradient of 128 "
-        "(ghost BatchNorm against BatchNorm at 128) than with the gradient "
-        "of 4, at both rates and on both measures",
+        "over 300 steps, statistics of 4 change the fall less with the "
+        "gradient of 128 (ghost BatchNorm against BatchNorm at 128) than "
+        "with the gradient of 4, at both rates and on both measures",
         lambda f: f["rate_ghost_smaller"],
         where=("wider", "rate", "digits"),
         measure=("rate_share_r0_gs", "rate_share_r0_gl"),
     ),
     Claim(
-        "bn-rate-signal",
+        "bn-rate-ghost-flips",
         "finding",
-        "at the first rate, noise-free full-batch descent loses more than "
-        "half as much effective rate as BatchNorm at 128",
-        lambda f: f["rate_signal"] > 0.5,
-        where=("longer", "wider"),
-        measure=("rate_signal", "rate_full_r"),
+        "ghost BatchNorm (statistics of 4, gradient of 128) falls less than "
+        "BatchNorm at 128 at one of the two rates and more at the other "
+        "(means over seeds)",
+        lambda f: f["rate_ghost_flips"],
+        where=("rate",),
+        measure=("rate_r0_sl", "rate_r0_ll", "rate_r1_sl", "rate_r1_ll"),
     ),
 ]

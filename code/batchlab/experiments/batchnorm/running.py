@@ -30,7 +30,7 @@ class Config:
     steps: int = 1500  # SGD steps per run
     every: int = 150  # steps between comparisons
     seeds: int = 3  # initializations and batch orders
-    layer: int = 1  # which BatchNorm layer (0 is the first)
+    bn_layer: int = 2  # which BatchNorm layer, counting from 1
     dataset: str = "mnist1d"  # batchlab.data.load name
 
     RATE_FIELDS: ClassVar = ("slow_lr", "fast_lr")
@@ -64,12 +64,20 @@ def run(cfg: Config, data: Dataset) -> pd.DataFrame:
     for seed in range(cfg.seeds):
         for lr in (cfg.slow_lr, cfg.fast_lr):
             net = bn_mlp(cfg.sizes, seed=seed)
-            tracker = RunningTracker(bn_layers(net)[cfg.layer], averages)
+            layer = cfg.bn_layer - 1
+            if not 0 <= layer < len(bn_layers(net)):
+                raise ValueError(
+                    f"bn_layer counts from 1 to {len(bn_layers(net))}, got "
+                    f"{cfg.bn_layer}"
+                )
+            tracker = RunningTracker(bn_layers(net)[layer], averages)
 
-            def compare(step, model, seed=seed, lr=lr, tracker=tracker):
+            def compare(
+                step, model, seed=seed, lr=lr, tracker=tracker, layer=layer
+            ):
                 if step % cfg.every:
                     return
-                mean, var = population_stats(model, data.x_train)[cfg.layer]
+                mean, var = population_stats(model, data.x_train)[layer]
                 for m, running in tracker.means.items():
                     error = (running - mean).abs() / var.sqrt()
                     rows.append(
@@ -105,6 +113,17 @@ def late_errors(frame: pd.DataFrame, cfg: Config) -> pd.DataFrame:
     )
 
 
+def late_table(frame: pd.DataFrame, cfg: Config) -> pd.DataFrame:
+    """:func:`late_errors` averaged over seeds, one row per learning
+    rate, the columns named ``momentum 0.01``, ..., ``cumulative``."""
+    table = late_errors(frame, cfg).groupby("lr").mean()
+    table.columns = [
+        c if c == "cumulative" else f"momentum {c:g}" for c in table.columns
+    ]
+    table.index.name = "learning rate"
+    return table
+
+
 def facts(frame: pd.DataFrame, cfg: Config) -> dict:
     """Late errors per rate and average (means over seeds), whether the
     momenta rank by their noise at the slow rate and the middle one wins
@@ -117,6 +136,7 @@ def facts(frame: pd.DataFrame, cfg: Config) -> dict:
         run_from=int(frame[frame["step"] >= cfg.steps / 3]["step"].min()),
         run_every=cfg.every,
         run_seeds=cfg.seeds,
+        run_layer=cfg.bn_layer,
         run_m_lo=lo,
         run_m_mid=mid,
         run_m_hi=hi,
@@ -147,7 +167,7 @@ CLAIMS = [
         "with the momentum, for every seed (variance dominates)",
         lambda f: f["run_ranked_slow"],
         where=("longer", "wider", "rate", "digits"),
-        measure=("run_slow_lo", "run_slow_mid", "run_slow_hi"),
+        measure=("run_slow_lo", "run_slow_mid", "run_slow_hi", "run_slow_cum"),
     ),
     Claim(
         "bn-running-lag",
