@@ -13,7 +13,9 @@ execution.
   only that form finds the page's glue data (myst-nb resolves it after
   parsing, from the page's glue cache).
 * :func:`update` runs the catalogue step over a folder of catalogues.
-* :func:`coverage` counts untranslated and fuzzy messages per catalogue;
+* :func:`coverage` counts untranslated and fuzzy messages per catalogue,
+  :func:`damaged` finds translations that lost a role, mathematics or
+  code of their English (:func:`markup_problems`);
   ``python -m booktools.i18n check`` fails on any, so an English change
   cannot land without its Japanese.
 * :func:`side_config` writes the Japanese build's ``_config.yml`` (and
@@ -66,6 +68,45 @@ def localize_glue(message: str, page: str) -> str:
         return f"{{{role}}}`{page}::{body}`"
 
     return GLUE_ROLE.sub(fix, message)
+
+
+#: a MyST role with its target: ``{name}`target```.
+ROLE = re.compile(r"\{([a-z][\w:-]*)\}`([^`]*)`")
+#: a glossary link a translation may add at a term's first use.
+GLOSSARY_LINK = re.compile(r"^.+ <glossary>$", re.S)
+
+
+def markup(message: str) -> dict[str, int]:
+    """What a translation must keep of a message, counted: each role with
+    its target (glue roles without the page prefix the catalogue step
+    adds; glossary links left out, since a translation adds them), the
+    dollar signs of its mathematics and its code spans."""
+    counts: dict[str, int] = {}
+    for name, target in ROLE.findall(message):
+        if name == "ref" and GLOSSARY_LINK.match(target):
+            continue
+        if name.startswith("glue") and "::" in target:
+            target = target.split("::", 1)[1]
+        key = f"{{{name}}}`{target}`"
+        counts[key] = counts.get(key, 0) + 1
+    bare = ROLE.sub("", message)
+    counts["$"] = bare.count("$")
+    counts["`code`"] = bare.count("`")
+    return counts
+
+
+def markup_problems(original: str, translation: str) -> list[str]:
+    """How ``translation`` differs from ``original`` in the markup it must
+    keep (roles, mathematics, code); empty when it keeps all of it."""
+    want, got = markup(original), markup(translation)
+    problems = []
+    for key in sorted(set(want) | set(got)):
+        if want.get(key, 0) != got.get(key, 0):
+            problems.append(
+                f"{key}: {want.get(key, 0)} in English, "
+                f"{got.get(key, 0)} in the translation"
+            )
+    return problems
 
 
 def page_of(catalogue: Path, root: Path) -> str:
@@ -228,11 +269,33 @@ def main(argv: list[str]) -> int:
     return 2
 
 
+def damaged(root: Path) -> list[str]:
+    """Translated messages under ``root`` whose markup differs from the
+    English (:func:`markup_problems`), one line each."""
+    found = []
+    for path in sorted(root.rglob("*.po")):
+        with path.open("rb") as fh:
+            catalog = read_po(fh)
+        for message in catalog:
+            if not message.id or not message.string or message.fuzzy:
+                continue
+            for problem in markup_problems(message.id, message.string):
+                first = message.id.splitlines()[0][:60]
+                found.append(
+                    f"{path.relative_to(root).as_posix()} "
+                    f"({first!r}): {problem}"
+                )
+    return found
+
+
 def _check(root: Path) -> int:
     counts = coverage(root)
     if not counts:
         print(f"no catalogues under {root}")
         return 1
+    problems = damaged(root)
+    for line in problems:
+        print(f"  markup lost: {line}")
     bad = {
         name: c
         for name, c in counts.items()
@@ -245,7 +308,7 @@ def _check(root: Path) -> int:
         print(
             f"  {name}: {c['untranslated']} untranslated, {c['fuzzy']} fuzzy"
         )
-    return 1 if bad else 0
+    return 1 if bad or problems else 0
 
 
 if __name__ == "__main__":
