@@ -24,7 +24,7 @@ PAGEFLAGS := -n --keep-going
 # cache (and Sphinx's doctrees) away, or a stale figure gets published.
 DEPS   := $(shell find code -type f \( -name '*.py' -o -name '*.mplstyle' \) | sort) requirements.txt pyproject.toml
 
-PHONY_I18N := book-ja catalogues i18n-check
+PHONY_I18N := book-ja pdf-ja catalogues i18n-check
 .PHONY: help venv cache-check book chapter robust ledger test test-fast lint bench bench-build bench-threads survey pdf pdf-check clean $(PHONY_I18N)
 
 help:
@@ -42,6 +42,10 @@ help:
 	@echo "make bench-build / bench-threads   build time and thread benchmarks"
 	@echo "make survey    every chapter as a script at SCALE (SCALE=full for the"
 	@echo "               full records), timed, listing every failed claim"
+	@echo "make catalogues  update the Japanese catalogues (locales/ja) from the"
+	@echo "               English pages; translate what comes in untranslated or fuzzy"
+	@echo "make i18n-check  fail on any untranslated, fuzzy or damaged message"
+	@echo "EDITIONS=en    build the English edition only (default: en ja)"
 	@echo "make clean     remove the build (keeps .venv)"
 	@echo "SCALE=quick|book|full chooses the experiment size (default book)"
 
@@ -73,13 +77,17 @@ book: cache-check
 	BATCHLAB_SCALE=$(SCALE) $(BIN)/python -m booktools.execute $(BUILD)
 	BATCHLAB_SCALE=$(SCALE) $(BIN)/jupyter-book build . --path-output $(OUT) $(JBFLAGS) \
 	  || { rm -rf $(BUILD)/.doctrees; exit 1; }
-	@if [ -d $(LOCALES) ]; then $(MAKE) --no-print-directory book-ja; fi
+	@if [ -d $(LOCALES) ] && [ -n "$(filter ja,$(EDITIONS))" ]; then \
+	  $(MAKE) --no-print-directory book-ja; fi
 
 # The Japanese edition (booktools.i18n): the same pages rendered from the
 # same executed notebooks (the English build's cache: nothing runs twice),
 # the prose from the catalogues in locales/ja; the site goes to
 # $(BUILD)/html/ja, beside the English pages.
 LOCALES := locales/ja/LC_MESSAGES
+# The editions `make book` and `make pdf` build (`make robust`, which
+# checks the claims under other seed sets, builds the English one only).
+EDITIONS ?= en ja
 JA     := $(BUILD)/ja
 book-ja: $(STAMP)
 	$(BIN)/python -m booktools.i18n config $(BUILD) $(BUILD)/_config_ja.yml
@@ -119,7 +127,7 @@ robust: $(STAMP)
 	@trap 'echo "make robust: stopped at seed set $$s"; exit 130' INT; \
 	trap 'echo "make robust: stopped at seed set $$s"; exit 143' TERM; \
 	failed=""; for s in $(ROBUST_SEEDS); do \
-	  $(MAKE) book BATCHLAB_SEED=$$s OUT=$(BUILD)/robust/seed$$s; rc=$$?; \
+	  $(MAKE) book BATCHLAB_SEED=$$s OUT=$(BUILD)/robust/seed$$s EDITIONS=en; rc=$$?; \
 	  if [ $$rc -gt 128 ]; then \
 	    echo "make robust: stopped at seed set $$s"; exit $$rc; fi; \
 	  [ $$rc -eq 0 ] || failed="$$failed $$s"; \
@@ -172,9 +180,10 @@ survey: $(STAMP)
 # Debian packages `make pdf` needs (the test suite reads this list too).
 PDF_DEBS := texlive-xetex texlive-latex-extra texlive-fonts-extra \
             texlive-fonts-recommended latexmk fonts-freefont-otf \
-            fonts-ipaexfont-mincho poppler-utils
+            fonts-ipaexfont-mincho poppler-utils \
+            texlive-luatex texlive-lang-japanese fonts-ipaexfont-gothic
 
-PDF_TOOLS ?= xelatex latexmk pdfinfo pdftotext pdfimages pdftoppm
+PDF_TOOLS ?= xelatex lualatex latexmk pdfinfo pdftotext pdfimages pdftoppm
 
 pdf-check:
 	@missing=""; \
@@ -199,9 +208,24 @@ pdf: cache-check pdf-check
 	BATCHLAB_SCALE=$(SCALE) $(BIN)/python -m booktools.execute $(BUILD)
 	BATCHLAB_SCALE=$(SCALE) $(BIN)/jupyter-book build . --path-output $(OUT) --builder pdflatex $(JBFLAGS) < /dev/null
 	$(BIN)/python -m booktools.handouts $(BUILD)/latex _toc.yml $(BUILD)/pdf
+	@if [ -d $(LOCALES) ] && [ -n "$(filter ja,$(EDITIONS))" ]; then \
+	  $(MAKE) --no-print-directory pdf-ja; fi
 	if [ -d $(BUILD)/html ]; then \
 	  mkdir -p $(BUILD)/html/pdf && cp $(BUILD)/pdf/*.pdf $(BUILD)/html/pdf/; \
 	fi
+	if [ -d $(BUILD)/html/ja ] && [ -d $(BUILD)/pdf/ja ]; then \
+	  mkdir -p $(BUILD)/html/ja/pdf && cp $(BUILD)/pdf/ja/*.pdf $(BUILD)/html/ja/pdf/; \
+	fi
+
+# The Japanese PDFs (_build/pdf/ja): the same book, handouts and
+# instructor editions from the catalogues and the English build's
+# execution cache, typeset by LuaLaTeX with LuaTeX-ja (booktools.i18n).
+pdf-ja: $(STAMP)
+	$(BIN)/python -m booktools.i18n config $(BUILD) $(BUILD)/_config_ja.yml
+	rm -rf $(JA)/_build/latex $(BUILD)/pdf/ja
+	BATCHLAB_SCALE=$(SCALE) $(BIN)/jupyter-book build . --config $(BUILD)/_config_ja.yml \
+	  --path-output $(JA) --builder pdflatex $(JBFLAGS) < /dev/null
+	$(BIN)/python -m booktools.handouts $(JA)/_build/latex _toc.yml $(BUILD)/pdf/ja
 
 clean:
 	rm -rf $(BUILD) .pytest_cache

@@ -2,13 +2,14 @@
 untranslated and fuzzy messages, the Japanese build reads the English
 build's execution cache."""
 
+import re
 from pathlib import Path
 
 import pytest
 import yaml
 from babel.messages.catalog import Catalog
 from babel.messages.pofile import read_po, write_po
-from conftest import ROOT
+from conftest import ROOT, toc_files
 
 from booktools import i18n
 
@@ -94,3 +95,96 @@ def test_the_switch_leads_to_the_same_page_in_the_other_edition():
         "en",
     )
     assert i18n.switch_href("index", "ja")[0] == "../index.html"
+
+
+def test_a_translation_that_loses_markup_is_reported(tmp_path, capsys):
+    english = (
+        "B = {glue:text}`b` gives $\\lambda$ {claim}`mb-x` ({cite:p}`cho`), "
+        "see `plots.table`."
+    )
+    good = (
+        "{ref}`汎化 <glossary>` B = {glue:text}`minibatch.md::b` で "
+        "$\\lambda$ {claim}`mb-x`（{cite:p}`cho`）、`plots.table` を参照。"
+    )
+    assert i18n.markup_problems(english, good) == []
+    dropped = good.replace("{claim}`mb-x`", "")
+    assert i18n.markup_problems(english, dropped) == [
+        "{claim}`mb-x`: 1 in English, 0 in the translation"
+    ]
+    renamed = good.replace("`minibatch.md::b`", "`c`")
+    assert len(i18n.markup_problems(english, renamed)) == 2
+    assert i18n.markup_problems(english, good.replace("$", "")) == [
+        "$: 2 in English, 0 in the translation"
+    ]
+    # the site's and the print's words are translated inside their roles
+    assert not i18n.markup_problems("{web}`Click here.`", "{web}`ここを押す。`")
+    # bold that CommonMark leaves as asterisks after Japanese punctuation
+    assert i18n.markup_problems("**Finding.** Text", "**知見。**本文")
+    assert not i18n.markup_problems("**Finding.** Text", "**知見**。本文")
+    assert i18n.markup_problems("the **term** is", "その**「語」**は")
+    # a link to another label is not a glossary link a translation adds
+    assert i18n.markup_problems("x", "{ref}`y <hessian>`x")
+    root = tmp_path / "LC_MESSAGES"
+    catalogue(root / "chapters" / "minibatch.po", {english: dropped})
+    assert i18n.main(["check", str(root)]) == 1
+    assert "markup lost" in capsys.readouterr().out
+    catalogue(root / "chapters" / "minibatch.po", {english: good})
+    assert i18n.main(["check", str(root)]) == 0
+
+
+class _Config(dict):
+    """Sphinx's config as far as the LaTeX hook reads it."""
+
+    __getattr__ = dict.__getitem__
+    __setattr__ = dict.__setitem__
+
+
+def test_the_japanese_pdf_is_set_by_lualatex_with_japanese_fonts():
+    english = yaml.safe_load((ROOT / "_config.yml").read_text())
+    preamble = english["sphinx"]["config"]["latex_elements"]["preamble"]
+    # what sphinx-jupyterbook-latex adds for XeLaTeX before our hook runs
+    preamble += "\n\\usepackage[Latin,Greek]{ucharclasses}\n\\usepackage{unicode-math}"
+    config = _Config(
+        language="ja",
+        latex_engine="xelatex",
+        latex_elements={"preamble": preamble, "papersize": "letterpaper"},
+    )
+    i18n.japanese_latex(None, config)
+    elements = config.latex_elements
+    assert config.latex_engine == "lualatex"
+    assert "luatexja" in elements["fontpkg"] and "ipaex" in elements["fontpkg"]
+    assert elements["papersize"] == "a4paper"
+    assert elements["babel"] == elements["polyglossia"] == ""
+    for xetex in ("ucharclasses", "XeTeX", "cjkfont"):
+        assert xetex not in elements["preamble"]
+    assert "unicode-math" in elements["preamble"]
+    assert "\\bookja" in elements["preamble"]
+    english_config = _Config(
+        language="en", latex_engine="xelatex", latex_elements={"preamble": preamble}
+    )
+    i18n.japanese_latex(None, english_config)
+    assert english_config.latex_engine == "xelatex"
+    assert english_config.latex_elements["preamble"] == preamble
+
+
+def _pasted(page: Path) -> list[str]:
+    return sorted(re.findall(r'class="pasted-text">([^<]*)<', page.read_text()))
+
+
+def _markers(page: Path) -> list[str]:
+    return sorted(
+        re.findall(r'class="claim-marker[^"]*" href="#([^"]+)"', page.read_text())
+    )
+
+
+@pytest.mark.book
+@pytest.mark.parametrize("page", toc_files())
+def test_every_japanese_page_shows_the_english_numbers(built, page):
+    """One execution: the Japanese page glues the same values and marks
+    the same claims as the English page (each number as many times)."""
+    site = built.html()
+    english, japanese = site / f"{page}.html", site / "ja" / f"{page}.html"
+    assert japanese.exists(), f"no Japanese page for {page}"
+    assert _pasted(japanese) == _pasted(english)
+    assert _markers(japanese) == _markers(english)
+    assert 'lang="ja"' in japanese.read_text()

@@ -73,7 +73,9 @@ def claim_role(
         "",
         f"{TICK}{number(claim_id)}",
         refid=target_id(claim_id),
-        reftitle=f"Checked: {found[2].text}",
+        reftitle=words(env.config.language)["checked"].format(
+            text=found[2].text, number=number(claim_id)
+        ),
         classes=["claim-marker"],
     )
     return [nodes.superscript("", "", ref)], []
@@ -103,6 +105,7 @@ WORDS = {
         ),
         missing="not yet in the ledger",
         sep=" \u00b7 ",
+        checked="Checked: {text}",
     ),
     "ja": dict(
         intro=(
@@ -127,6 +130,7 @@ WORDS = {
         ),
         missing="まだ台帳にない",
         sep="・",
+        checked="このビルドが確認した主張 {number}",
     ),
 }
 

@@ -39,6 +39,7 @@ from pathlib import Path
 import yaml
 from babel.messages.pofile import read_po, write_po
 from docutils import nodes
+from markdown_it import MarkdownIt
 from sphinx.application import Sphinx
 from sphinx.transforms import SphinxTransform
 
@@ -74,6 +75,9 @@ def localize_glue(message: str, page: str) -> str:
 ROLE = re.compile(r"\{([a-z][\w:-]*)\}`([^`]*)`")
 #: a glossary link a translation may add at a term's first use.
 GLOSSARY_LINK = re.compile(r"^.+ <glossary>$", re.S)
+#: roles whose content is prose for the reader (the site's or the
+#: print's words): a translation translates it, keeping the role.
+PROSE_ROLES = ("web", "print")
 
 
 def markup(message: str) -> dict[str, int]:
@@ -87,6 +91,8 @@ def markup(message: str) -> dict[str, int]:
             continue
         if name.startswith("glue") and "::" in target:
             target = target.split("::", 1)[1]
+        if name in PROSE_ROLES:
+            target = "..."
         key = f"{{{name}}}`{target}`"
         counts[key] = counts.get(key, 0) + 1
     bare = ROLE.sub("", message)
@@ -95,11 +101,23 @@ def markup(message: str) -> dict[str, int]:
     return counts
 
 
+def unrendered_emphasis(message: str) -> bool:
+    """Whether Markdown leaves asterisks of ``message`` as text: CommonMark
+    does not close ``**`` after punctuation that a letter follows
+    (``**知見。**本文``), nor open it before punctuation after a letter
+    (``の**「語」**``); ``**知見**。`` and ``「**語**」`` render."""
+    tokens = MarkdownIt("commonmark").parseInline(message)[0].children or []
+    return any(t.type == "text" and "*" in t.content for t in tokens)
+
+
 def markup_problems(original: str, translation: str) -> list[str]:
     """How ``translation`` differs from ``original`` in the markup it must
-    keep (roles, mathematics, code); empty when it keeps all of it."""
+    keep (roles, mathematics, code), and emphasis that would show its
+    asterisks; empty when it keeps all of it."""
     want, got = markup(original), markup(translation)
     problems = []
+    if unrendered_emphasis(translation) and not unrendered_emphasis(original):
+        problems.append("** or * shows as text (move punctuation outside it)")
     for key in sorted(set(want) | set(got)):
         if want.get(key, 0) != got.get(key, 0):
             problems.append(
@@ -235,10 +253,50 @@ class KeepNumbersOut(SphinxTransform):
 DIGIT = re.compile(r"\d")
 
 
+#: The Japanese PDF's fonts: LuaTeX-ja (Japanese line breaking and
+#: kinsoku shori) with IPAex Mincho for the body and IPAex Gothic for the
+#: sans-serif headings (Debian: texlive-lang-japanese, texlive-luatex,
+#: fonts-ipaexfont-mincho, fonts-ipaexfont-gothic).
+JA_FONTS = r"\usepackage[ipaex]{luatexja-preset}"
+#: Lines of the English preamble that only XeTeX understands: the {ja}
+#: span's font switch and sphinx-jupyterbook-latex's script classes.
+XETEX_ONLY = ("ucharclasses", "cjkfont", "XeTeXlinebreak")
+
+
+def japanese_latex(app: Sphinx, config) -> None:
+    """Typeset the Japanese edition's PDFs by Japanese rules: LuaLaTeX
+    with LuaTeX-ja on A4 (sphinx-jupyterbook-latex sets XeLaTeX, whose
+    script classes clash with it; this runs after it). The English
+    preamble's ``\\bookja`` becomes plain text, as the whole text is
+    Japanese; no babel or polyglossia (LuaTeX-ja sets the language)."""
+    if config.language != LANGUAGE:
+        return
+    config.latex_engine = "lualatex"
+    elements = dict(config.latex_elements)
+    kept = [
+        line
+        for line in elements.get("preamble", "").splitlines()
+        if not any(word in line for word in XETEX_ONLY)
+    ]
+    elements["preamble"] = "\n".join(
+        [
+            r"\providecommand{\addto}[2]{}",
+            r"\providecommand{\bookja}[1]{#1}",
+            *kept,
+        ]
+    )
+    elements.update(
+        fontpkg=JA_FONTS, babel="", polyglossia="", papersize="a4paper"
+    )
+    config.latex_elements = elements
+
+
 def setup(app: Sphinx) -> None:
-    """Connect the language switch and keep measured outputs out of the
-    catalogues (called by ``booktools.sphinxext``)."""
+    """Connect the language switch, the Japanese PDF's engine and fonts,
+    and keep measured outputs out of the catalogues (called by
+    ``booktools.sphinxext``)."""
     app.connect("html-page-context", language_switch)
+    app.connect("config-inited", japanese_latex, priority=900)
     app.add_transform(KeepNumbersOut)
 
 
