@@ -117,7 +117,9 @@ def test_a_translation_that_loses_markup_is_reported(tmp_path, capsys):
         "$: 2 in English, 0 in the translation"
     ]
     # the site's and the print's words are translated inside their roles
-    assert not i18n.markup_problems("{web}`Click here.`", "{web}`ここを押す。`")
+    assert not i18n.markup_problems(
+        "{web}`Click here.`", "{web}`ここを押す。`"
+    )
     # bold that CommonMark leaves as asterisks after Japanese punctuation
     assert i18n.markup_problems("**Finding.** Text", "**知見。**本文")
     assert not i18n.markup_problems("**Finding.** Text", "**知見**。本文")
@@ -143,7 +145,9 @@ def test_the_japanese_pdf_is_set_by_lualatex_with_japanese_fonts():
     english = yaml.safe_load((ROOT / "_config.yml").read_text())
     preamble = english["sphinx"]["config"]["latex_elements"]["preamble"]
     # what sphinx-jupyterbook-latex adds for XeLaTeX before our hook runs
-    preamble += "\n\\usepackage[Latin,Greek]{ucharclasses}\n\\usepackage{unicode-math}"
+    preamble += (
+        "\n\\usepackage[Latin,Greek]{ucharclasses}\n\\usepackage{unicode-math}"
+    )
     config = _Config(
         language="ja",
         latex_engine="xelatex",
@@ -160,7 +164,9 @@ def test_the_japanese_pdf_is_set_by_lualatex_with_japanese_fonts():
     assert "unicode-math" in elements["preamble"]
     assert "\\bookja" in elements["preamble"]
     english_config = _Config(
-        language="en", latex_engine="xelatex", latex_elements={"preamble": preamble}
+        language="en",
+        latex_engine="xelatex",
+        latex_elements={"preamble": preamble},
     )
     i18n.japanese_latex(None, english_config)
     assert english_config.latex_engine == "xelatex"
@@ -168,12 +174,16 @@ def test_the_japanese_pdf_is_set_by_lualatex_with_japanese_fonts():
 
 
 def _pasted(page: Path) -> list[str]:
-    return sorted(re.findall(r'class="pasted-text">([^<]*)<', page.read_text()))
+    return sorted(
+        re.findall(r'class="pasted-text">([^<]*)<', page.read_text())
+    )
 
 
 def _markers(page: Path) -> list[str]:
     return sorted(
-        re.findall(r'class="claim-marker[^"]*" href="#([^"]+)"', page.read_text())
+        re.findall(
+            r'class="claim-marker[^"]*" href="#([^"]+)"', page.read_text()
+        )
     )
 
 

@@ -239,3 +239,60 @@ def test_ctrl_c_stops_the_ledger_and_keeps_what_finished(tmp_path):
     assert not any(p.is_running() and p.status() != "zombie" for p in below)
     assert partial.read_text().strip()
     assert not list(tmp_path.glob("*.json"))  # no incomplete record
+
+
+def test_rewording_or_rescoping_a_claim_keeps_its_ledger_fresh(tmp_path):
+    """The hash covers what a section computes and checks, not a claim's
+    words or scope; :func:`ledger.rescoped` then judges by the new scope."""
+    import importlib.util
+
+    source = '''"""A toy section."""
+from batchlab.claims import Claim
+
+
+def facts(frame, cfg):
+    """Facts."""
+    return {"x": 1.0}
+
+
+CLAIMS = [Claim("toy-x", "finding", "x is one", lambda f: f["x"] == 1, where=("longer",))]
+'''
+
+    def digest(text, name):
+        path = tmp_path / f"{name}.py"
+        path.write_text(text)
+        spec = importlib.util.spec_from_file_location(name, path)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return ledger.source_hash(module)
+
+    base = digest(source, "a")
+    reworded = (
+        source.replace("x is one", "x equals one")
+        .replace('("longer",)', '("longer", "wider")')
+        .replace('"""Facts."""', '"""Other words."""  # and a comment')
+    )
+    assert digest(reworded, "b") == base
+    assert digest(source.replace('f["x"] == 1', 'f["x"] > 0'), "c") != base
+    assert digest(source.replace("1.0", "2.0"), "d") != base
+    record = {
+        "claims": {
+            "mb-b1-rate": {
+                "kind": "finding",
+                "where": [],
+                "text": "old",
+                "variants": {},
+            },
+            "gone-claim": {
+                "kind": "finding",
+                "where": [],
+                "text": "x",
+                "variants": {},
+            },
+        }
+    }
+    now = ledger.rescoped(record, "minibatch")
+    assert list(now["claims"]) == ["mb-b1-rate"]
+    row = now["claims"]["mb-b1-rate"]
+    claim = claims.registry(["minibatch"])["mb-b1-rate"][2]
+    assert row["text"] == claim.text and row["where"] == list(claim.where)

@@ -178,7 +178,8 @@ def read_ledger(chapter: str, folder: Path = ledger.OUT) -> dict | None:
     path = folder / f"{chapter}.json"
     if not path.exists():
         return None
-    return json.loads(path.read_text(encoding="utf-8"))
+    record = json.loads(path.read_text(encoding="utf-8"))
+    return ledger.rescoped(record, chapter)
 
 
 def made_on(record: dict | None, language: str | None = "en") -> str:

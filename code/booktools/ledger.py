@@ -26,6 +26,7 @@ subset of sections replaces those sections' rows and keeps the others.
 from __future__ import annotations
 
 import argparse
+import ast
 import hashlib
 import importlib
 import inspect
@@ -60,11 +61,60 @@ SEED_SETS = 10
 BOOK = "book"
 
 
+#: What a claim says of itself, not what it checks: its words and the
+#: variants its sentence claims (``Claim(id, kind, text, holds, where)``).
+WORDING = {"text": 2, "where": 4}
+
+
 def source_hash(module) -> str:
-    """A short hash of a section module's source: a ledger made before
-    the section, its claims or its variants changed is stale."""
-    text = inspect.getsource(module)
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
+    """A short hash of what a section module computes and checks: its
+    syntax tree without docstrings, comments, the claims' texts and their
+    ``where``. A ledger made before the experiment, its facts, a claim's
+    test or its variants changed is stale; one made before a finding was
+    reworded or rescoped is not (its rows do not depend on either, and
+    :func:`rescoped` reads the scope from the code)."""
+    tree = ast.parse(inspect.getsource(module))
+    for node in ast.walk(tree):
+        body = getattr(node, "body", None)
+        if (
+            isinstance(body, list)
+            and body
+            and isinstance(body[0], ast.Expr)
+            and isinstance(body[0].value, ast.Constant)
+            and isinstance(body[0].value.value, str)
+        ):
+            node.body = body[1:] or [ast.Pass()]
+        if (
+            isinstance(node, ast.Call)
+            and getattr(node.func, "id", "") == "Claim"
+        ):
+            node.keywords = [k for k in node.keywords if k.arg not in WORDING]
+            node.args = [
+                ast.Constant("") if i in WORDING.values() else a
+                for i, a in enumerate(node.args)
+            ]
+    return hashlib.sha256(ast.dump(tree).encode()).hexdigest()[:16]
+
+
+def rescoped(record: dict, chapter: str) -> dict:
+    """``record`` with each claim's kind, text and ``where`` as the code
+    states them now (a finding rescoped after its ledger is judged by its
+    new scope); claims the code no longer has are left out."""
+    current = {
+        claim_id: claim
+        for claim_id, (_, _, claim) in claims.registry([chapter]).items()
+    }
+    rows = {
+        claim_id: {
+            **row,
+            "kind": current[claim_id].kind,
+            "text": current[claim_id].text,
+            "where": list(current[claim_id].where),
+        }
+        for claim_id, row in record.get("claims", {}).items()
+        if claim_id in current
+    }
+    return {**record, "claims": rows}
 
 
 def section_module(chapter: str, section: str):
