@@ -255,7 +255,12 @@ def facts(frame, cfg):
     return {"x": 1.0}
 
 
-CLAIMS = [Claim("toy-x", "finding", "x is one", lambda f: f["x"] == 1, where=("longer",))]
+CLAIMS = [
+    Claim(
+        "toy-x", "finding", "x is one", lambda f: f["x"] == 1,
+        where=("longer",),
+    )
+]
 '''
 
     def digest(text, name):
