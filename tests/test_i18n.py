@@ -195,6 +195,17 @@ def test_every_japanese_page_shows_the_english_numbers(built, page):
     site = built.html()
     english, japanese = site / f"{page}.html", site / "ja" / f"{page}.html"
     assert japanese.exists(), f"no Japanese page for {page}"
-    assert _pasted(japanese) == _pasted(english)
+    assert _pasted(japanese) == _pasted(english, "ja")
     assert _markers(japanese) == _markers(english)
     assert 'lang="ja"' in japanese.read_text()
+
+
+def test_glued_verdicts_read_in_the_page_language():
+    from batchlab.experiments.batchnorm import conv, hessian, wholedata
+
+    assert i18n.glued_word("undecided", "ja") == "未決"
+    assert i18n.glued_word("0.25", "ja") == "0.25"
+    assert i18n.glued_word("undecided", "en") == "undecided"
+    for section in (conv, hessian, wholedata):
+        for word in section.VERDICTS.values():
+            assert i18n.glued_word(word, "ja") != word, word

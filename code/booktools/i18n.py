@@ -42,6 +42,7 @@ from docutils import nodes
 from markdown_it import MarkdownIt
 from sphinx.application import Sphinx
 from sphinx.transforms import SphinxTransform
+from sphinx.transforms.post_transforms import SphinxPostTransform
 
 LANGUAGE = "ja"
 LOCALE_DIR = Path("locales")
@@ -252,6 +253,52 @@ class KeepNumbersOut(SphinxTransform):
 
 DIGIT = re.compile(r"\d")
 
+#: Words the experiments glue into sentences (verdicts of
+#: :func:`batchlab.stats.verdict` and the chapters' names for them), in
+#: Japanese: the Japanese page shows the same verdict in its own words.
+GLUED_WORDS = {
+    "ja": {
+        "supports": "支持",
+        "opposes": "反対",
+        "undecided": "未決",
+        "n/a": "該当なし",
+        "GroupNorm ahead": "GroupNorm が上",
+        "BatchNorm ahead": "BatchNorm が上",
+        "larger without BatchNorm": "BatchNorm なしのほうが大きい",
+        "larger with BatchNorm": "BatchNorm ありのほうが大きい",
+        "lower with differentiated whole-data statistics": (
+            "微分するデータ全体の統計量のほうが低い"
+        ),
+        "lower per batch": "バッチごとの統計量のほうが低い",
+    }
+}
+
+
+def glued_word(text: str, language: str | None) -> str:
+    """A glued value as the page in ``language`` shows it: a verdict in
+    that language's words, any other value (a number) as it is."""
+    return GLUED_WORDS.get((language or "en")[:2], {}).get(text, text)
+
+
+class GluedWordsInLanguage(SphinxPostTransform):
+    """Glued verdicts (``pasted-text`` spans holding a word of
+    :data:`GLUED_WORDS`) in the page's language; runs after myst-nb
+    pastes the glue."""
+
+    default_priority = 900
+
+    def run(self, **kwargs) -> None:
+        language = self.config.language
+        if not GLUED_WORDS.get((language or "en")[:2]):
+            return
+        for span in self.document.findall(nodes.inline):
+            if "pasted-text" not in span.get("classes", []):
+                continue
+            text = span.astext()
+            word = glued_word(text, language)
+            if word != text:
+                span.children = [nodes.Text(word)]
+
 
 #: The Japanese PDF's fonts: LuaTeX-ja (Japanese line breaking and
 #: kinsoku shori) with IPAex Mincho for the body and IPAex Gothic for the
@@ -298,6 +345,7 @@ def setup(app: Sphinx) -> None:
     app.connect("html-page-context", language_switch)
     app.connect("config-inited", japanese_latex, priority=900)
     app.add_transform(KeepNumbersOut)
+    app.add_post_transform(GluedWordsInLanguage)
 
 
 def main(argv: list[str]) -> int:
