@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -162,6 +163,13 @@ def built(tmp_path_factory) -> BuiltBook:
     return BuiltBook(tmp_path_factory.mktemp("book"))
 
 
+def default_interrupt() -> None:
+    """In a child: Ctrl-C's signal does what it does in a terminal's
+    foreground job, even when the tests run as a background job (whose
+    shell ignores SIGINT, and children inherit that)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 class Run:
     """A command run in a session of its own (as a terminal runs a
     foreground job), its output in files, for tests that stop it."""
@@ -176,6 +184,7 @@ class Run:
                 stdout=out,
                 stderr=err,
                 start_new_session=True,
+                preexec_fn=default_interrupt,
             )
         self.seen: list[psutil.Process] = []
 

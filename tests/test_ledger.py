@@ -10,6 +10,7 @@ import typing
 
 import pandas as pd
 import pytest
+from conftest import default_interrupt
 
 from batchlab import claims, experiments, runtime
 from batchlab.claims import Claim
@@ -224,6 +225,7 @@ def test_ctrl_c_stops_the_ledger_and_keeps_what_finished(tmp_path):
         stderr=subprocess.STDOUT,
         text=True,
         start_new_session=True,
+        preexec_fn=default_interrupt,
     )
     partial = tmp_path / ledger.PARTIAL
     deadline = time.time() + 120
