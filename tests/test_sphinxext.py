@@ -167,6 +167,18 @@ def test_handout_title_block_names_book_chapter_build_and_address():
     assert r"\url{https://github.com/o/r}" in block
     assert r"\setcounter{section}{2}" in block  # the chapter keeps its number
     assert r"\counterwithin{figure}{section}" in block
+    japanese = latex.title_block(
+        book="本",
+        chapter=3,
+        edition="instructor",
+        date="2026-01-02",
+        commit="abc_123",
+        url="https://github.com/o/r",
+        language="ja",
+    )
+    assert "第 3 章" in japanese and "Chapter" not in japanese
+    assert "解答つき" in japanese and "2026-01-02 にビルド" in japanese
+    assert r"abc\_123" in japanese
 
 
 def test_handout_documents_are_every_numbered_chapter_twice():

@@ -55,6 +55,34 @@ EDITION_NAMES = {
     "instructor": "Instructor edition (exercises with solutions)",
 }
 REFERENCES_TITLE = "References"
+#: The handouts' own words in each edition's language (the Japanese
+#: handouts are built from the same pages, see booktools.i18n).
+PRINT_WORDS = {
+    "en": dict(
+        editions=EDITION_NAMES,
+        references=REFERENCES_TITLE,
+        chapter="Chapter {n}",
+        built="Built {date} from commit",
+        no_citations="This chapter cites no other work.",
+    ),
+    "ja": dict(
+        editions={
+            "student": "学生用配布資料（演習の解答なし）",
+            "instructor": "教員用（演習の解答つき）",
+        },
+        references="参考文献",
+        chapter="第 {n} 章",
+        built="{date} にビルド、コミット",
+        no_citations="この章は他の文献を引用していない。",
+    ),
+}
+
+
+def print_words(language: str | None) -> dict:
+    """The handouts' words in ``language`` (English for any other)."""
+    return PRINT_WORDS.get((language or "en")[:2], PRINT_WORDS["en"])
+
+
 #: Runs of Japanese (kana, kanji, full-width forms) in running text.
 CJK_RUN = re.compile(
     r"[\u3000-\u30ff\u3400-\u9fff\uf900-\ufaff\uff00-\uffef]+"
@@ -229,12 +257,13 @@ def add_chapter_bibliography(
     if docname not in handout_docs(app.env):
         return
     bib = chapter_bibliography(app, docname)
+    words = print_words(app.config.language)
     sections = [
         s
         for s in doctree.findall(nodes.section)
         if s.children
         and isinstance(s[0], nodes.title)
-        and s[0].astext().strip() == REFERENCES_TITLE
+        and s[0].astext().strip() in (REFERENCES_TITLE, words["references"])
     ]
     if sections:
         section = sections[-1]
@@ -244,10 +273,10 @@ def add_chapter_bibliography(
             return
         top = next(iter(doctree.findall(nodes.section)))
         section = nodes.section(ids=["handout-references"])
-        section += nodes.title(REFERENCES_TITLE, REFERENCES_TITLE)
+        section += nodes.title(words["references"], words["references"])
         top += section
     if bib is None:
-        section += nodes.paragraph(text="This chapter cites no other work.")
+        section += nodes.paragraph(text=words["no_citations"])
     else:
         section += bib
 
@@ -511,16 +540,21 @@ def title_block(
     date: str,
     commit: str,
     url: str,
+    language: str | None = "en",
 ) -> str:
-    """The LaTeX of a handout's title block; it also sets the section
-    counter so the chapter keeps its number in the book, and numbers
-    figures within it ("Fig. 2.1"), as the site does."""
+    """The LaTeX of a handout's title block, in ``language``; it also
+    sets the section counter so the chapter keeps its number in the book,
+    and numbers figures within it ("Fig. 2.1"), as the site does."""
+    words = print_words(language)
+    name = latex_escape(words["editions"][edition])
+    built = latex_escape(words["built"].format(date=date))
+    number = words["chapter"].format(n=chapter)
     return rf"""
 \begingroup\sffamily\raggedright
-{{\large\bfseries {latex_escape(book)}}}\hfill{{\small Chapter {chapter}}}\par
-\smallskip{{\small {latex_escape(EDITION_NAMES[edition])}}}\par
+{{\large\bfseries {latex_escape(book)}}}\hfill{{\small {number}}}\par
+\smallskip{{\small {name}}}\par
 \smallskip\hrule\smallskip
-{{\footnotesize Built {date} from commit \texttt{{{latex_escape(commit)}}}
+{{\footnotesize {built} \texttt{{{latex_escape(commit)}}}
 \textbullet{{}} \url{{{url}}}}}\par
 \endgroup
 \bigskip
@@ -551,6 +585,7 @@ class BookLaTeXTranslator(LaTeXTranslator):
             date=date,
             commit=commit,
             url=self.config.html_theme_options.get("repository_url", ""),
+            language=self.config.language,
         )
         self.elements["tableofcontents"] = ""
 
