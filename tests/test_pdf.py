@@ -201,9 +201,15 @@ def handout_paths(pdfs: Path, page: str) -> tuple[Path, Path]:
 
 
 def all_pdfs(pdfs: Path) -> list[Path]:
-    paths = [pdfs / "book.pdf"]
-    for page in chapter_pages():
-        paths += handout_paths(pdfs, page)
+    """Every PDF of both editions (the Japanese ones where the book has
+    catalogues)."""
+    paths = []
+    for folder in (pdfs, pdfs / "ja"):
+        if folder.name == "ja" and not (ROOT / "locales" / "ja").exists():
+            continue
+        paths.append(folder / "book.pdf")
+        for page in chapter_pages():
+            paths += handout_paths(folder, page)
     return paths
 
 
@@ -500,3 +506,33 @@ def test_no_handout_prints_a_label(pdfs, page):
         assert not left, f"{path.name} prints labels: {left}"
     book = pdf_text(pdfs / "book.pdf", layout=False)
     assert not label_leftovers(book, labels)
+
+
+@pytest.mark.book
+@pytest.mark.parametrize("page", chapter_pages())
+def test_japanese_handouts_per_chapter(pdfs, page):
+    """The Japanese handouts: a title block in Japanese with the build's
+    date and commit, pages numbered from 1, Japanese fonts embedded, and
+    the solutions only in the instructor edition (it is longer)."""
+    ja = pdfs / "ja"
+    student, instructor = handout_paths(ja, page)
+    for path in (student, instructor):
+        assert path.exists(), path
+        first = pdf_text(path, page=1)
+        assert f"第 {chapter_number(page)} 章" in first, first[:300]
+        assert re.search(
+            r"\d{4}-\d\d-\d\d にビルド、コミット\s*[0-9a-f]{7,}", first
+        ), first[:400]
+        for i, page_text in enumerate(page_texts(path), start=1):
+            lines = [ln.strip() for ln in page_text.splitlines() if ln.strip()]
+            assert lines and lines[-1] == str(i), (path.name, i, lines[-1:])
+        fonts = subprocess.run(
+            ["pdffonts", str(path)], capture_output=True, text=True
+        ).stdout
+        assert "IPAexMincho" in fonts and "IPAexGothic" in fonts, fonts
+        # Japanese text, not English left untranslated
+        text = pdf_text(path, layout=False)
+        kana = len(re.findall(r"[\u3040-\u30ff]", text))
+        assert kana > 500, f"{path.name}: {kana} kana"
+    assert n_pages(instructor) > n_pages(student)
+    assert "解答なし" in pdf_text(student, page=1)
