@@ -114,9 +114,7 @@ def run(cfg: Config, data: Dataset) -> pd.DataFrame:
     for steps, net in trained(cfg, data).items():
         ref = reference_eigen(net, F.cross_entropy, x, y, k=2)
         op = HessianOperator(net, F.cross_entropy, x, y)
-        traces, stops = race_starts(
-            op, ref, cfg.budget(), floor=cfg.target
-        )
+        traces, stops = race_starts(op, ref, cfg.budget(), floor=cfg.target)
         info = dict(
             steps=steps,
             params=op.dim,
