@@ -303,7 +303,7 @@ CLAIMS = [
         "factors are conditioned within a factor 1.5 of the plain "
         "network's own standardized ones (geometric mean over seeds)",
         lambda f: 1 / 1.5 < f["a_vs_same"] < 1.5,
-        where=("longer",),
+        where=("longer", "wider"),
         measure=("a_vs_same", "a_vs_same_lo", "a_vs_same_hi"),
     ),
     Claim(
@@ -313,7 +313,7 @@ CLAIMS = [
         "is more spread (largest over median) than the plain network's, "
         "by a geometric mean over seeds above one",
         lambda f: f["g_ratio"] > 1,
-        where=("wider",),
+        where=("wider", "rate"),
         measure=("g_ratio", "g_ratio_lo", "g_ratio_hi"),
     ),
     Claim(
@@ -326,7 +326,6 @@ CLAIMS = [
             f["lam_plain_verdict"] == "supports"
             and f["lam_same_verdict"] == "supports"
         ),
-        where=("wider",),
         measure=("lam_plain", "lam_plain_lo", "lam_same", "lam_same_lo"),
     ),
     Claim(

@@ -240,7 +240,7 @@ CLAIMS = [
         "finding",
         "each network's best rate lies strictly inside its grid",
         lambda f: f["best_inside"],
-        where=("longer", "rate"),
+        where=("longer", "wider", "rate"),
         measure=("best_plain", "best_std"),
     ),
     Claim(
@@ -263,7 +263,7 @@ CLAIMS = [
         "less accurate on test data at the target: the paired interval of "
         "the difference does not lie below zero",
         lambda f: f["best_acc_verdict"] in ("supports", "undecided"),
-        where=("longer", "rate"),
+        where=("longer", "wider", "rate", "digits"),
         measure=("best_acc", "best_acc_lo", "best_acc_hi"),
     ),
     Claim(
@@ -272,7 +272,7 @@ CLAIMS = [
         "at the shared rate, centring alone ends within 5 % of the plain "
         "network's loss after the same steps, every seed",
         lambda f: f["centre_loss_max"] < 0.05,
-        where=("wider", "digits"),
+        where=("wider", "rate", "digits"),
         measure=("centre_loss_max", "centre_loss"),
     ),
 ]
