@@ -194,11 +194,12 @@ def test_logistic_facts_count_rises_and_the_edge():
                         condition=[1.0, 1.1, 1.2, 1.3, 1.4, 1.5]
                         if kind == "zca"
                         else 50.0,
+                        race=False,
                     )
                 )
             )
-    cfg = replace(logistic.Config(), settle=1)
-    f = logistic.facts(pd.concat(rows), cfg)
+    cfg = replace(logistic.Config(), settle=1, rates=(0.5, 1, 2, 4))
+    f = logistic.facts(pd.concat(rows + _race_rows()), cfg)
     assert f["mn_logit_standardize_rises"] == 2
     assert f["mn_logit_standardize_eta_lo"] == 1.95
     assert f["white_gain"] == pytest.approx(50 / 1.5)
@@ -207,6 +208,74 @@ def test_logistic_facts_count_rises_and_the_edge():
     assert result["nz-logit-hover"] and result["nz-logit-same-end"]
     assert result["nz-logit-edge-start"] and result["nz-logit-drift"]
     assert not result["nz-logit-quarter"]  # lambda_max at w = 0 is not 1/4
+    # The race: the floor is 0.4 on both data sets (whitened, rate 2).
+    assert f["mn_tuned_floor"] == f["dg_tuned_floor"] == 0.4
+    assert (f["mn_tuned_zca_steps"], f["mn_tuned_zca_lr"]) == (2, 2)
+    # a tie between rates 1 and 2 goes to the smaller rate
+    assert (f["mn_tuned_standardize_steps"], f["mn_tuned_standardize_lr"]) == (
+        4,
+        1,
+    )
+    assert f["mn_tuned_raw_steps"] == 5 and np.isnan(f["dg_tuned_raw_steps"])
+    assert f["mn_tuned_ratio"] == f["dg_tuned_ratio"] == 0.5  # 2 / 4
+    assert f["tuned_edge"] == 0 and f["white_lmax"] == 0.3
+    assert result["nz-logit-raw-never"] and not result["nz-logit-tuned"]
+    assert not result["nz-logit-below-quarter"]  # 0.3 > 1/4
+
+
+def _race_rows() -> list[pd.DataFrame]:
+    """Race curves over six steps with known first steps within 1e-3 of
+    0.4: whitened 3 (rate 1) and 2 (rate 2); standardized 4 at rates 1
+    and 2; raw 5 at rate 1 on MNIST-1D only; rate 4 diverges."""
+    inf, rows = float("inf"), []
+    never = [1, 0.9, 0.8, 0.7, 0.6, 0.5]
+    curves = {
+        "zca": {
+            1: [1, 0.8, 0.6, 0.4, 0.4, 0.4],
+            2: [1, 0.6, 0.4, 0.4, 0.4, 0.4],
+        },
+        "standardize": {1: [1, 0.9, 0.7, 0.5, 0.4, 0.4]},
+    }
+    curves["standardize"][2] = curves["standardize"][1]
+    for name in ("mnist1d", "digits"):
+        raw = [1, 0.9, 0.8, 0.6, 0.5, 0.4005] if name == "mnist1d" else never
+        for kind in ("raw", "standardize", "zca"):
+            got = {0.5: never, 1: never, 2: never, 4: [1] + [inf] * 5}
+            got.update(curves.get(kind, {1: raw}))
+            for lr, loss in got.items():
+                rows.append(
+                    pd.DataFrame(
+                        dict(
+                            data=name,
+                            inputs=kind,
+                            race=True,
+                            lr=lr,
+                            step=np.arange(6),
+                            loss=loss,
+                        )
+                    )
+                )
+    return rows
+
+
+def test_logistic_race_matches_a_plain_descent_loop():
+    gen = np.random.default_rng(0)
+    x = torch.tensor(gen.normal(size=(50, 3)))
+    y = torch.tensor(gen.integers(0, 2, 50))
+    race = logistic._race(x, y, (0.5, 3.0), steps=4)
+    xb = np.hstack([x.numpy(), np.ones((50, 1))])
+    for lr in (0.5, 3.0):
+        w, want = np.zeros(4), []
+        for _ in range(5):
+            p = 1 / (1 + np.exp(-xb @ w))
+            want.append(
+                -np.mean(
+                    y.numpy() * np.log(p) + (1 - y.numpy()) * np.log(1 - p)
+                )
+            )
+            w = w - lr * xb.T @ (p - y.numpy()) / 50
+        got = race[race["lr"] == lr].sort_values("step")["loss"].to_numpy()
+        np.testing.assert_allclose(got, want, rtol=1e-12)
 
 
 def test_layers_best_rates_and_paired_facts():
