@@ -744,3 +744,21 @@ def race(ax: Axes, traces: pd.DataFrame, target: float) -> Axes:
     )
     ax.legend()
     return ax
+
+
+def rate_ticks(ax: Axes, rates: Sequence[float], axis: str = "x") -> Axes:
+    """Ticks of a log rate axis at the grid's ``rates`` only, labelled as
+    plain decimals (``0.025``), without minor ticks or their labels.
+
+    Raises:
+        ValueError: ``axis`` is not ``"x"`` or ``"y"``.
+    """
+    if axis not in ("x", "y"):
+        raise ValueError(f"axis must be 'x' or 'y', got {axis!r}")
+    grid = sorted({float(r) for r in rates})
+    which = ax.xaxis if axis == "x" else ax.yaxis
+    which.set_major_locator(mpl.ticker.FixedLocator(grid))
+    labels = [f"{r:g}" for r in grid]
+    which.set_major_formatter(mpl.ticker.FixedFormatter(labels))
+    which.set_minor_locator(mpl.ticker.NullLocator())
+    return ax
