@@ -252,3 +252,17 @@ def test_relative_spectrum_has_integer_rank_ticks():
     assert ticks and all(float(t).is_integer() for t in ticks)
     assert np.allclose(ax.get_lines()[0].get_ydata(), np.arange(1, 8) ** -1.0)
     matplotlib.pyplot.close(fig)
+
+
+def test_rate_ticks_label_only_the_grid_as_plain_decimals():
+    fig, (ax,) = plots.figure()
+    ax.plot([0.025, 0.8], [1, 2])
+    ax.set_xscale("log")
+    plots.rate_ticks(ax, [0.8, 0.025, 0.05, 0.05])
+    fig.canvas.draw()
+    assert list(ax.get_xticks()) == [0.025, 0.05, 0.8]
+    labels = [t.get_text() for t in ax.get_xticklabels()]
+    assert labels == ["0.025", "0.05", "0.8"]
+    assert len(ax.xaxis.get_minorticklocs()) == 0
+    with pytest.raises(ValueError, match="axis"):
+        plots.rate_ticks(ax, [0.1], axis="z")
