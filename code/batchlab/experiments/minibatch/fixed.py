@@ -194,7 +194,7 @@ CLAIMS = [
         lambda f: all(
             f[f"fx2_v_{k}"] != "supports" for k in ("lam_acc", "b_acc")
         ),
-        where=("longer", "wider", "digits"),
+        where=("longer", "wider", "rate", "digits"),
         measure=("fx2_big_diff", "fx2_n_supports", "fx1_n_supports"),
     ),
     Claim(
