@@ -4,6 +4,8 @@ the chain's statistics paired by seed; and every section's
 configuration and variants."""
 
 import dataclasses
+import json
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -16,6 +18,11 @@ from batchlab import claims, data, landscape, stats
 from batchlab.experiments import minibatch
 from batchlab.experiments.minibatch import _chain, _fair, fixed
 from batchlab.runtime import Scale, variants_of
+
+LEDGER = (
+    Path(__file__).resolve().parents[1]
+    / "benchmarks/results/ledger/minibatch.json"
+)
 
 
 @pytest.fixture(scope="module")
@@ -35,9 +42,25 @@ def test_every_section_has_configs_variants_and_claims(section):
     assert section.CLAIMS and all(
         c.id.startswith("mb-") for c in section.CLAIMS
     )
+
+
+@pytest.mark.parametrize("section", claims.sections(minibatch))
+def test_findings_name_every_variant_in_which_the_ledger_holds(section):
+    """A finding lists in ``where`` every variant in which it held in all
+    the ledger's seed sets (that it holds where it is listed is
+    tests/test_ledger.py's); a finding may list none."""
+    rows = json.loads(LEDGER.read_text())["claims"]
     for claim in section.CLAIMS:
-        if claim.kind == "finding":
-            assert claim.where, f"{claim.id} names no variant"
+        if claim.kind != "finding":
+            continue
+        cells = rows[claim.id]["variants"]
+        held = {
+            v
+            for v, cell in cells.items()
+            if v != "book" and cell["held"] and not cell["failed"]
+        }
+        missing = held - set(claim.where)
+        assert not missing, f"{claim.id} also holds in {sorted(missing)}"
 
 
 def test_fair_test_configs_share_one_protocol():
@@ -253,8 +276,11 @@ def test_fixed_facts_on_a_synthetic_frame():
     worse = frame.assign(
         test_acc=frame["test_acc"] - 0.02 * (frame["lr"] == 0.03)
     )
-    assert claims.evaluate(fixed, fixed.facts(worse, cfg), "book")[
-        "mb-b1-rate"
-    ]
+    got = fixed.facts(worse, cfg)
+    assert claims.evaluate(fixed, got, "book")["mb-b1-rate"]
+    # the loss as a magnitude: 2 points more than without the planted fall
+    assert got["fx_b1_drop"] == pytest.approx(2 - f["fx_b1_gain_diff"])
+    assert got["fx_b1_drop_lo"] == pytest.approx(-got["fx_b1_gain_hi"])
+    assert got["fx_b1_drop_hi"] == pytest.approx(-got["fx_b1_gain_lo"])
     table = fixed.chain(frame, cfg)
     assert list(table.columns[:2]) == ["lr", "link"] and len(table) == 16

@@ -84,11 +84,17 @@ def test_grid_facts_recover_the_planted_structure(book):
     assert f["sc_a"] == pytest.approx(-0.9, abs=0.05)  # the planted law
     assert f["sc_b"] == pytest.approx(0.02, abs=0.03)
     assert f["sc_top_hi"] < 0  # 0.03 is planted worse than 0.015
+    # the drop as a magnitude: 40 per unit of eta/B over 0.015, in points
+    assert f["sc_top_drop"] == pytest.approx(40 * 0.015 * 100, abs=0.5)
+    assert f["sc_top_drop_lo"] == pytest.approx(-f["sc_top_hi"])
+    assert f["sc_top_drop_hi"] == pytest.approx(-f["sc_top_lo"])
+    assert (f["sc_mid_wins"], f["sc_top_wins"]) == (6, 0)  # every seed
     assert f["eos_lo"] == pytest.approx(0.9, abs=0.02)
     assert f["eos_top_edge"] == pytest.approx(0.9 * 1.3, abs=0.03)
     assert f["eos_noise_ratio"] == pytest.approx(4)
     # planted: -15 points at the top rate, +40 per unit of eta/B
     assert f["eos_acc_diff"] == pytest.approx(-15 + 40 * 0.192, abs=1)
+    assert f["eos_acc_drop"] == pytest.approx(15 - 40 * 0.192, abs=1)
     acc = frame.groupby(["B", "lr"])["test_acc"].mean()
     tu = grid.tuned(frame).groupby("B")["test_acc"].mean()
     assert f["tu_hi"] == pytest.approx(tu.max()) and tu.max() <= acc.max()

@@ -117,6 +117,12 @@ def ratio_facts(frame: pd.DataFrame, cfg) -> dict:
     hi, mid = cfg.ratios[-1], cfg.ratios[-2]
     got = _chain.points(acc, "test_acc", "ratio", mid, hi)
     out.update({f"sc_top_{k}": v for k, v in got.items()})
+    # the loss as a magnitude, and the seeds in which the middle is ahead
+    out.update(sc_top_drop=-got["diff"], sc_top_drop_lo=-got["hi"])
+    out["sc_top_drop_hi"] = -got["lo"]
+    out["sc_mid_wins"] = _chain.points(acc, "test_acc", "ratio", hi, mid)[
+        "wins"
+    ]
     fits = [_fit(g) for _, g in part.groupby("seed")]
     for i, name in enumerate(("sc_a", "sc_b")):
         got = stats.interval([f[i] for f in fits])
@@ -157,4 +163,5 @@ def edge_facts(frame: pd.DataFrame, cfg) -> dict:
         eos_noise_ratio=noise[0],
         eos_noise_ratio_lo=noise[1],
         **{f"eos_acc_{k}": v for k, v in acc.items()},
+        eos_acc_drop=-acc["diff"],  # a magnitude, for "lower by"
     )

@@ -153,6 +153,9 @@ def facts(frame: pd.DataFrame, cfg: Config) -> dict:
     gain = _chain.points(small, "test_acc", "lr", lo, hi)
     out.update(fx_b1_lam_ratio=lam[0], fx_b1_lam_ratio_hi=lam[2])
     out.update({f"fx_b1_gain_{k}": v for k, v in gain.items()})
+    # the loss of accuracy as a magnitude, for prose that says "less"
+    out.update(fx_b1_drop=-gain["diff"], fx_b1_drop_lo=-gain["hi"])
+    out["fx_b1_drop_hi"] = -gain["lo"]
     stop = frame[frame["reached"]].groupby(["B", "lr"])["train_loss"].mean()
     out["fx_short"] = float((1 - stop / cfg.target).max())
     return out
@@ -170,7 +173,7 @@ CLAIMS = [
             and f["fx_short"] < 0.25
             and f["fx_train_acc"] > 0.95
         ),
-        where=("longer", "wider", "digits"),
+        where=("rate", "digits"),
         measure=("fx_reached", "fx_short", "fx_train_acc", "fx_test_hi"),
     ),
     Claim(
@@ -179,21 +182,20 @@ CLAIMS = [
         "at each fixed rate the top eigenvalue grows from B = 1 to B = 16 "
         "(per-seed ratio, interval above 1)",
         lambda f: f["fx1_lam_ratio_lo"] > 1 and f["fx2_lam_ratio_lo"] > 1,
-        where=("longer", "wider", "digits"),
+        where=("longer", "wider", "rate", "digits"),
         measure=("fx1_lam_ratio", "fx2_lam_ratio"),
     ),
     Claim(
         "mb-fixed-no-payoff",
         "finding",
-        "at neither fixed rate does the link from the top eigenvalue, or "
-        "from the batch size, to test accuracy support the chain",
+        "at the larger fixed rate neither the link from the top "
+        "eigenvalue nor that from the batch size to test accuracy supports "
+        "the chain (at the smaller rate both do in some seed sets)",
         lambda f: all(
-            f[f"fx{i}_v_{k}"] != "supports"
-            for i in (1, 2)
-            for k in ("lam_acc", "b_acc")
+            f[f"fx2_v_{k}"] != "supports" for k in ("lam_acc", "b_acc")
         ),
-        where=("longer", "wider", "digits"),
-        measure=("fx1_big_diff", "fx2_big_diff"),
+        where=("longer", "wider", "rate", "digits"),
+        measure=("fx2_big_diff", "fx2_n_supports", "fx1_n_supports"),
     ),
     Claim(
         "mb-fast-b1-worse",
@@ -201,7 +203,7 @@ CLAIMS = [
         "at the larger fixed rate, B = 4 has a higher mean test accuracy "
         "than B = 1 (the mean of the per-seed differences is positive)",
         lambda f: f["fx2_next_diff"] > 0,
-        where=("longer", "wider"),
+        where=("longer", "wider", "rate"),
         measure=("fx2_next_diff", "fx2_next_lo", "fx2_next_wins"),
     ),
     Claim(
@@ -211,17 +213,24 @@ CLAIMS = [
         "test accuracy than B = 1 (their per-seed intervals reach below "
         "zero)",
         lambda f: f["fx1_next_lo"] < 0 and f["fx1_big_lo"] < 0,
-        where=("longer", "wider", "digits"),
+        where=("longer", "rate"),
         measure=("fx1_next_diff", "fx1_big_diff"),
     ),
     Claim(
         "mb-b1-rate",
         "finding",
-        "at B = 1 the larger rate ends flatter and less accurate than the "
-        "smaller one (per-seed intervals of the ratio of top eigenvalues "
-        "below 1 and of the difference of test accuracy below zero)",
-        lambda f: f["fx_b1_lam_ratio_hi"] < 1 and f["fx_b1_gain_hi"] < 0,
-        where=("longer", "wider"),
-        measure=("fx_b1_lam_ratio", "fx_b1_gain_diff", "fx_b1_gain_hi"),
+        "at B = 1 the larger rate ends flatter than the smaller one "
+        "(per-seed ratio of top eigenvalues, interval below 1) and with "
+        "lower mean test accuracy (the mean of the per-seed differences "
+        "is below zero; its interval reaches zero in some seed sets: "
+        "undecided there)",
+        lambda f: f["fx_b1_lam_ratio_hi"] < 1 and f["fx_b1_gain_diff"] < 0,
+        where=("longer", "wider", "rate"),
+        measure=(
+            "fx_b1_lam_ratio",
+            "fx_b1_lam_ratio_hi",
+            "fx_b1_gain_diff",
+            "fx_b1_gain_hi",
+        ),
     ),
 ]

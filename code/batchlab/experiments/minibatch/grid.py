@@ -193,28 +193,35 @@ CLAIMS = [
         "every run of the grid reaches the target within the budget, and "
         "every cell's mean stopping loss is within 25% below it",
         lambda f: f["g_reached"] == 1 and f["g_short"] < 0.25,
-        where=("rate",),
+        where=(),
         measure=("g_reached", "g_short"),
     ),
     Claim(
         "mb-tuned-close",
         "finding",
         "with the rate tuned per batch size, mean test accuracy differs by "
-        "less than 2 points between batch sizes",
-        lambda f: f["tu_hi"] - f["tu_lo"] < 0.02,
+        "less than 4 points between batch sizes",
+        lambda f: f["tu_hi"] - f["tu_lo"] < 0.04,
         where=WHERE,
-        measure=("tu_lo", "tu_hi", "tu_gap_lo", "tu_gap_hi"),
+        measure=("tu_gap_diff", "tu_lo", "tu_hi", "tu_gap_lo", "tu_gap_hi"),
     ),
     Claim(
         "mb-tuned-flatter-big",
         "finding",
         "with the rate tuned per batch size (so that the rate grows with "
-        "B), Keskar sharpness falls as B grows (within-seed rank "
-        "correlation, interval below zero), and so, on average, does the "
-        "top eigenvalue",
-        lambda f: f["tu_b_kes_v"] == "opposes" and f["tu_b_lam_rho"] < 0,
+        "B), Keskar sharpness falls as B grows on average (the mean "
+        "within-seed rank correlation is below zero; its interval reaches "
+        "zero in some seed sets: undecided there); for the top eigenvalue "
+        "the sign differs between seed sets: undecided",
+        lambda f: f["tu_b_kes_rho"] < 0,
         where=("rate",),
-        measure=("tu_b_kes_hi", "tu_b_lam_rho", "tu_b_lam_hi"),
+        measure=(
+            "tu_b_kes_rho",
+            "tu_b_kes_hi",
+            "tu_b_lam_rho",
+            "tu_b_lam_lo",
+            "tu_b_lam_hi",
+        ),
     ),
     Claim(
         "mb-shared-flatter",
@@ -223,7 +230,7 @@ CLAIMS = [
         "the target, and the top eigenvalue of the full batch is larger "
         "than that of B = 16 (per-seed ratio, interval above 1)",
         lambda f: f["sh_reached"] == 1 and f["sh_lam_ratio_lo"] > 1,
-        where=("longer", "wider", "rate"),
+        where=("longer", "wider", "digits"),
         measure=("sh_reached", "sh_lam_ratio_lo", "sh_lam_ratio"),
     ),
     Claim(
@@ -238,7 +245,7 @@ CLAIMS = [
             and f["sh_v_lam_acc"] != "supports"
             and f["sh_v_b_acc"] != "supports"
         ),
-        where=("longer", "wider", "rate"),
+        where=WHERE,
         measure=("sh_acc_diff", "sh_acc_lo", "sh_acc_hi"),
     ),
     Claim(
@@ -259,10 +266,11 @@ CLAIMS = [
     Claim(
         "mb-ratio-top-worse",
         "finding",
-        "for B up to 16, the runs at the largest eta/B have lower test "
-        "accuracy than those at the middle one (per-seed mean over B, "
-        "interval below zero)",
-        lambda f: f["sc_top_hi"] < 0,
+        "for B up to 16, the runs at the largest eta/B have lower mean test "
+        "accuracy than those at the middle one (the mean of the per-seed "
+        "differences of the means over B is below zero; its interval "
+        "reaches zero in some seed sets: undecided there)",
+        lambda f: f["sc_top_diff"] < 0,
         where=("longer", "wider", "rate"),
         measure=("sc_top_diff", "sc_top_hi"),
     ),
@@ -273,7 +281,7 @@ CLAIMS = [
         "eigenvalue and test accuracy is weak: its mean lies between -0.5 "
         "and 0.5",
         lambda f: abs(f["sc_lam_acc_rho"]) < 0.5,
-        where=("longer", "wider", "rate"),
+        where=WHERE,
         measure=("sc_lam_acc_rho", "sc_lam_acc_lo", "sc_lam_acc_hi"),
     ),
     Claim(
@@ -283,7 +291,7 @@ CLAIMS = [
         "across seeds between the top eigenvalue and test accuracy is "
         "weak: its mean over the settings lies between -0.5 and 0.5",
         lambda f: abs(f["sc_cell_rho"]) < 0.5,
-        where=("longer", "wider", "rate"),
+        where=WHERE,
         measure=("sc_cell_rho", "sc_cell_p"),
     ),
     Claim(
@@ -292,7 +300,7 @@ CLAIMS = [
         "below the largest full-batch rate, the full batch ends with its "
         "top eigenvalue between 0.75 and 1.05 times 2/eta (mean over seeds)",
         lambda f: f["eos_lo"] > 0.75 and f["eos_hi"] < 1.05,
-        where=("rate",),
+        where=(),
         measure=("eos_lo", "eos_hi"),
     ),
     Claim(
@@ -301,7 +309,7 @@ CLAIMS = [
         "at the largest full-batch rate the runs end past the edge of "
         "stability: top eigenvalue above 2/eta (mean over seeds)",
         lambda f: f["eos_top_edge"] > 1,
-        where=("wider", "rate"),
+        where=("rate",),
         measure=("eos_top_edge",),
     ),
     Claim(
@@ -315,7 +323,7 @@ CLAIMS = [
             and f["eos_noise_ratio_lo"] > 1
             and f["eos_acc_hi"] < 0
         ),
-        where=("longer", "wider"),
+        where=(),
         measure=("eos_lam_ratio", "eos_noise_ratio", "eos_acc_diff"),
     ),
 ]
