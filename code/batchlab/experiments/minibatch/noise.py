@@ -170,7 +170,7 @@ CLAIMS = [
         "again agrees with the exact finite-population law within four "
         "standard errors at every batch size, B = 1 included",
         lambda f: f["law_z_trained"] < f["z_max"],
-        where=("longer", "wider", "rate", "digits"),
+        where=("wider", "rate"),
         measure=("law_z_trained", "low_b1"),
     ),
     Claim(
