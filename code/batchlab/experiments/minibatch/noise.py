@@ -164,6 +164,16 @@ CLAIMS = [
         quick=True,
     ),
     Claim(
+        "mb-noise-law-trained",
+        "finding",
+        "after the SGD run, the measured variance of minibatch gradients "
+        "again agrees with the exact finite-population law within four "
+        "standard errors at every batch size, B = 1 included",
+        lambda f: f["law_z_trained"] < f["z_max"],
+        where=("wider", "rate"),
+        measure=("law_z_trained", "low_b1"),
+    ),
+    Claim(
         "mb-noise-scale-rises",
         "finding",
         "along the SGD run, the simple noise scale is larger than at the "
