@@ -231,7 +231,7 @@ CLAIMS = [
         "between BatchNorm and LayerNorm (both paired 95% intervals "
         "exclude zero)",
         lambda f: f["small_brn_gain_lo"] > 0 and f["small_brn_short_lo"] > 0,
-        where=("longer", "wider", "digits"),
+        where=("longer", "digits"),
         measure=("small_batchnorm", "small_renorm", "small_layernorm"),
     ),
     Claim(
