@@ -182,7 +182,7 @@ CLAIMS = [
             -f["conv_wu_he"] < f["conv_lead_lo"]
             and f["conv_lead_hi"] < f["conv_wu_he"]
         ),
-        where=("longer", "rate"),
+        where=("longer",),
         measure=("conv_lead", "conv_lead_lo", "conv_lead_hi"),
     ),
     Claim(

@@ -157,7 +157,7 @@ CLAIMS = [
         "at the higher rate, full-batch descent loses more than half as "
         "much effective rate as BatchNorm at 128",
         lambda f: f["edge_share_hi"] > 0.5,
-        where=("longer", "wider"),
+        where=("longer", "wider", "rate"),
         measure=("edge_share_hi", "edge_fall_hi"),
     ),
     Claim(

@@ -240,7 +240,7 @@ CLAIMS = [
         "at B = 2, BatchNorm's mean test accuracy moves by less than 5 "
         "points over the second half of training",
         lambda f: f["small_range_batchnorm"] < 0.05,
-        where=("longer", "wider", "rate"),
+        where=("longer", "wider", "rate", "digits"),
         measure=("small_range_batchnorm", "small_gain_layernorm"),
     ),
     Claim(
