@@ -182,7 +182,7 @@ CLAIMS = [
             -f["conv_wu_he"] < f["conv_lead_lo"]
             and f["conv_lead_hi"] < f["conv_wu_he"]
         ),
-        where=("longer", "wider", "rate"),
+        where=("longer",),
         measure=("conv_lead", "conv_lead_lo", "conv_lead_hi"),
     ),
     Claim(
@@ -192,7 +192,7 @@ CLAIMS = [
         "BatchNorm apart: the paired 95% interval of GroupNorm's lead in "
         "test accuracy includes zero",
         lambda f: f["conv_lead_lo"] < 0 < f["conv_lead_hi"],
-        where=("longer",),
+        where=(),
         measure=("conv_lead", "conv_lead_lo", "conv_lead_hi"),
     ),
 ]

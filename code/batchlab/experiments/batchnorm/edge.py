@@ -135,7 +135,7 @@ CLAIMS = [
         "of every seed and its effective rate falls by less than a fifth "
         "of what BatchNorm at 128 loses",
         lambda f: f["edge_rises_max_lo"] == 0 and f["edge_share_lo"] < 0.2,
-        where=("wider", "rate"),
+        where=("rate",),
         measure=("edge_share_lo", "edge_rises_max_lo", "edge_sharp_max_lo"),
     ),
     Claim(
@@ -148,7 +148,7 @@ CLAIMS = [
             f["edge_rises_min_hi"] > 0
             and f["edge_sharp_min_hi"] > f["edge_limit_hi"]
         ),
-        where=("longer", "wider", "rate"),
+        where=("longer", "rate"),
         measure=("edge_rises_min_hi", "edge_sharp_min_hi"),
     ),
     Claim(
@@ -157,7 +157,7 @@ CLAIMS = [
         "at the higher rate, full-batch descent loses more than half as "
         "much effective rate as BatchNorm at 128",
         lambda f: f["edge_share_hi"] > 0.5,
-        where=("longer", "wider"),
+        where=("longer", "wider", "rate"),
         measure=("edge_share_hi", "edge_fall_hi"),
     ),
     Claim(

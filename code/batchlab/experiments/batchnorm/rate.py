@@ -345,7 +345,7 @@ CLAIMS = [
         "BatchNorm at 128 at one of the two rates and more at the other "
         "(means over seeds)",
         lambda f: f["rate_ghost_flips"],
-        where=("rate",),
+        where=("wider", "rate"),
         measure=("rate_r0_sl", "rate_r0_ll", "rate_r1_sl", "rate_r1_ll"),
     ),
 ]

@@ -231,7 +231,7 @@ CLAIMS = [
         "between BatchNorm and LayerNorm (both paired 95% intervals "
         "exclude zero)",
         lambda f: f["small_brn_gain_lo"] > 0 and f["small_brn_short_lo"] > 0,
-        where=("longer", "wider", "digits"),
+        where=("longer", "digits"),
         measure=("small_batchnorm", "small_renorm", "small_layernorm"),
     ),
     Claim(
@@ -240,7 +240,7 @@ CLAIMS = [
         "at B = 2, BatchNorm's mean test accuracy moves by less than 5 "
         "points over the second half of training",
         lambda f: f["small_range_batchnorm"] < 0.05,
-        where=("longer", "wider", "rate"),
+        where=("longer", "wider", "rate", "digits"),
         measure=("small_range_batchnorm", "small_gain_layernorm"),
     ),
     Claim(
