@@ -176,6 +176,12 @@ def test_the_ledger_is_fresh_for_every_section(chapter):
             f"{chapter}.{name} changed since its ledger was made: run "
             f"make ledger CHAPTERS={chapter} SECTIONS={name}"
         )
+    for claim_id, row in record["claims"].items():
+        module = ledger.section_module(chapter, row["section"])
+        assert row.get("claim_hash") == ledger.claim_hash(module, claim_id), (
+            f"{claim_id}'s test changed since its ledger was made: run "
+            f"make ledger CHAPTERS={chapter} SECTIONS={row['section']}"
+        )
 
 
 @pytest.mark.parametrize("chapter", experiments.CHAPTERS)
@@ -271,7 +277,7 @@ CLAIMS = [
         spec = importlib.util.spec_from_file_location(name, path)
         module = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(module)
-        return ledger.source_hash(module)
+        return ledger.source_hash(module), ledger.claim_hash(module, "toy-x")
 
     base = digest(source, "a")
     reworded = (
@@ -280,8 +286,11 @@ CLAIMS = [
         .replace('"""Facts."""', '"""Other words."""  # and a comment')
     )
     assert digest(reworded, "b") == base
-    assert digest(source.replace('f["x"] == 1', 'f["x"] > 0'), "c") != base
-    assert digest(source.replace("1.0", "2.0"), "d") != base
+    # a claim's new test makes its own rows stale, not the section's
+    retested = digest(source.replace('f["x"] == 1', 'f["x"] > 0'), "c")
+    assert retested[0] == base[0] and retested[1] != base[1]
+    # a new experiment or fact makes the whole section stale
+    assert digest(source.replace("1.0", "2.0"), "d")[0] != base[0]
     record = {
         "claims": {
             "mb-b1-rate": {

@@ -66,13 +66,9 @@ BOOK = "book"
 WORDING = {"text": 2, "where": 4}
 
 
-def source_hash(module) -> str:
-    """A short hash of what a section module computes and checks: its
-    syntax tree without docstrings, comments, the claims' texts and their
-    ``where``. A ledger made before the experiment, its facts, a claim's
-    test or its variants changed is stale; one made before a finding was
-    reworded or rescoped is not (its rows do not depend on either, and
-    :func:`rescoped` reads the scope from the code)."""
+def _tree(module) -> ast.Module:
+    """A section module's syntax tree without docstrings, the claims'
+    texts or their ``where``."""
     tree = ast.parse(inspect.getsource(module))
     for node in ast.walk(tree):
         body = getattr(node, "body", None)
@@ -93,7 +89,53 @@ def source_hash(module) -> str:
                 ast.Constant("") if i in WORDING.values() else a
                 for i, a in enumerate(node.args)
             ]
-    return hashlib.sha256(ast.dump(tree).encode()).hexdigest()[:16]
+    return tree
+
+
+def _digest(node: ast.AST) -> str:
+    return hashlib.sha256(ast.dump(node).encode()).hexdigest()[:16]
+
+
+def _is_claims(node: ast.stmt) -> bool:
+    targets = (
+        node.targets
+        if isinstance(node, ast.Assign)
+        else [node.target]
+        if isinstance(node, ast.AnnAssign)
+        else []
+    )
+    return any(getattr(t, "id", "") == "CLAIMS" for t in targets)
+
+
+def source_hash(module) -> str:
+    """A short hash of what a section module computes: its syntax tree
+    without docstrings, comments and its ``CLAIMS`` (each claim has a
+    hash of its own, :func:`claim_hash`). A ledger made before the
+    experiment, its configuration, variants or facts changed is stale."""
+    tree = _tree(module)
+    tree.body = [node for node in tree.body if not _is_claims(node)]
+    return _digest(tree)
+
+
+def claim_hash(module, claim_id: str) -> str:
+    """A short hash of what a claim checks: its ``Claim(...)`` call in the
+    section module without its text and ``where`` (its test, kind and
+    measures). A claim reworded or rescoped after its ledger keeps its
+    rows (:func:`rescoped` reads the scope from the code); one whose test
+    changed needs its section rerun (``VARIANTS=book`` may do, when the
+    claim is scoped to the book's configuration)."""
+    tree = _tree(module)
+    for node in ast.walk(tree):
+        if (
+            isinstance(node, ast.Call)
+            and getattr(node.func, "id", "") == "Claim"
+            and node.args
+            and isinstance(node.args[0], ast.Constant)
+            and node.args[0].value == claim_id
+        ):
+            return _digest(node)
+    claims_nodes = [node for node in tree.body if _is_claims(node)]
+    return _digest(ast.Module(body=claims_nodes, type_ignores=[]))
 
 
 def rescoped(record: dict, chapter: str) -> dict:
@@ -339,7 +381,13 @@ def write(
         for section in sorted({r["section"] for r in mine}):
             done = [r for r in mine if r["section"] == section]
             module = section_module(chapter, section)
+            before = record["sections"].get(section, {})
+            same = before.get("source_hash") == source_hash(module)
             by_variant: dict = defaultdict(float)
+            if same:  # variants not rerun keep their time
+                by_variant.update(before.get("cpu_seconds", {}))
+            for variant in {r["variant"] for r in done}:
+                by_variant[variant] = 0.0
             for r in done:
                 by_variant[r["variant"]] += r["seconds"]
             record["sections"][section] = dict(
@@ -353,6 +401,20 @@ def write(
                 seed_sets=sorted({r["seed_set"] for r in done}),
                 cpu_seconds={k: round(v, 1) for k, v in by_variant.items()},
             )
+            for claim_id, row in rows.items():
+                if row["section"] != section:
+                    continue
+                row["claim_hash"] = claim_hash(module, claim_id)
+                old_row = record["claims"].get(claim_id)
+                if (
+                    same
+                    and old_row
+                    and old_row.get("claim_hash") == row["claim_hash"]
+                ):  # variants not rerun keep their cells
+                    row["variants"] = {
+                        **old_row["variants"],
+                        **row["variants"],
+                    }
             stale = [
                 k
                 for k, row in record["claims"].items()
