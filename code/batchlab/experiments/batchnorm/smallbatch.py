@@ -227,11 +227,13 @@ CLAIMS = [
     Claim(
         "bn-small-renorm-between",
         "finding",
-        "at B = 2, each at its own rate, Batch Renormalization ends "
-        "between BatchNorm and LayerNorm (both paired 95% intervals "
-        "exclude zero)",
-        lambda f: f["small_brn_gain_lo"] > 0 and f["small_brn_short_lo"] > 0,
-        where=("longer", "digits"),
+        "at B = 2, each at its own rate, Batch Renormalization's mean test "
+        "accuracy ends between BatchNorm's and LayerNorm's (the paired "
+        "95% intervals exclude zero in most seed sets, not all)",
+        lambda f: (
+            f["small_batchnorm"] < f["small_renorm"] < f["small_layernorm"]
+        ),
+        where=(),
         measure=("small_batchnorm", "small_renorm", "small_layernorm"),
     ),
     Claim(
