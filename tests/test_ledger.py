@@ -70,7 +70,38 @@ def toy_chapter(monkeypatch):
     monkeypatch.setitem(sys.modules, section.__name__, section)
     monkeypatch.setattr(package, "sec", section, raising=False)
     monkeypatch.setattr(ledger, "source_hash", lambda module: "toyhash")
+    monkeypatch.setattr(ledger, "claim_hash", lambda module, claim: claim)
     return package
+
+
+def test_a_rerun_of_some_variants_keeps_the_others(
+    toy_chapter, tmp_path, monkeypatch
+):
+    """Rerunning the book's configuration after a claim's test changed
+    replaces that claim's rows; the other claims keep their variants."""
+    monkeypatch.setattr(experiments, "CHAPTERS", ("toy",))
+    everything = ledger.run(
+        ledger.tasks(["toy"], None, [0, 1], None), 1, tmp_path / "a"
+    )
+    ledger.write(tmp_path, everything, "all", 1.0)
+    monkeypatch.setattr(
+        ledger,
+        "claim_hash",
+        lambda module, claim: claim + ("-new" if claim == "toy-law" else ""),
+    )
+    book = ledger.run(
+        ledger.tasks(["toy"], None, [0, 1], ["book"]), 1, tmp_path / "b"
+    )
+    [path] = ledger.write(tmp_path, book, "book", 1.0)
+    rows = json.loads(path.read_text())["claims"]
+    assert set(rows["toy-short"]["variants"]) == {"book", "longer"}
+    assert set(rows["toy-law"]["variants"]) == {"book"}
+    assert rows["toy-law"]["claim_hash"] == "toy-law-new"
+    # a changed experiment drops every variant not rerun
+    monkeypatch.setattr(ledger, "source_hash", lambda module: "changed")
+    [path] = ledger.write(tmp_path, book, "book", 1.0)
+    rows = json.loads(path.read_text())["claims"]
+    assert set(rows["toy-short"]["variants"]) == {"book"}
 
 
 def test_the_runner_records_every_claim_variant_and_seed_set(
