@@ -90,6 +90,7 @@ LOCALES := locales/ja/LC_MESSAGES
 EDITIONS ?= en ja
 JA     := $(BUILD)/ja
 book-ja: $(STAMP)
+	$(BIN)/python -m booktools.i18n rewrite $(LOCALES)
 	$(BIN)/python -m booktools.i18n config $(BUILD) $(BUILD)/_config_ja.yml
 	BATCHLAB_SCALE=$(SCALE) $(BIN)/jupyter-book build . --config $(BUILD)/_config_ja.yml \
 	  --path-output $(JA) $(JBFLAGS) || { rm -rf $(JA)/_build/.doctrees; exit 1; }
@@ -221,6 +222,7 @@ pdf: cache-check pdf-check
 # instructor editions from the catalogues and the English build's
 # execution cache, typeset by LuaLaTeX with LuaTeX-ja (booktools.i18n).
 pdf-ja: $(STAMP)
+	$(BIN)/python -m booktools.i18n rewrite $(LOCALES)
 	$(BIN)/python -m booktools.i18n config $(BUILD) $(BUILD)/_config_ja.yml
 	rm -rf $(JA)/_build/latex $(BUILD)/pdf/ja
 	BATCHLAB_SCALE=$(SCALE) $(BIN)/jupyter-book build . --config $(BUILD)/_config_ja.yml \

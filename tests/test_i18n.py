@@ -79,6 +79,7 @@ def test_the_japanese_build_reads_the_english_cache(tmp_path):
     assert all(Path(b).is_absolute() for b in config["bibtex_bibfiles"])
     english = yaml.safe_load((ROOT / "_config.yml").read_text())
     assert config["title"] == english["title"]
+    assert "i18n.inconsistent_references" in sphinx["suppress_warnings"]
     plain = i18n.side_config(ROOT / "_config.yml", tmp_path, None)
     assert "language" not in plain["sphinx"]["config"]
 

@@ -195,6 +195,13 @@ def side_config(source: Path, build: Path, language: str | None) -> dict:
             language=language,
             locale_dirs=[str(root / LOCALE_DIR)],
             html_search_language=language,
+            # a translation links a term to the glossary at its first
+            # use, a reference its English lacks (the check of
+            # :func:`markup_problems` allows exactly those)
+            suppress_warnings=[
+                *sphinx.get("suppress_warnings", []),
+                "i18n.inconsistent_references",
+            ],
         )
     execute = config.setdefault("execute", {})
     execute["execute_notebooks"] = "cache"
