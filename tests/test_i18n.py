@@ -21,9 +21,13 @@ def test_local_glue_roles_become_cross_document():
     )
     assert i18n.localize_glue(msg, "minibatch.md") == (
         "比は {glue:text}`minibatch.md::ratio:.2f` で、"
-        "{glue:text}`minibatch.md::n` 回、{glue}`minibatch.md::fig` と "
+        "{glue:text}`minibatch.md::n:s` 回、{glue}`minibatch.md::fig` と "
         "{glue:text}`other.md::k:.1f`{claim}`mb-noise-law`。"
     )
+    # a text role already cross-document but without a format gets one
+    assert i18n.localize_glue(
+        "{glue:text}`minibatch.md::n`", "minibatch.md"
+    ) == ("{glue:text}`minibatch.md::n:s`")
     with pytest.raises(ValueError, match="file name"):
         i18n.localize_glue(msg, "chapters/minibatch")
 

@@ -65,9 +65,14 @@ def localize_glue(message: str, page: str) -> str:
 
     def fix(match: re.Match) -> str:
         role, body = match.groups()
-        if "::" in body:
-            return match.group(0)
-        return f"{{{role}}}`{page}::{body}`"
+        if "::" not in body:
+            body = f"{page}::{body}"
+        if role == "glue:text" and ":" not in body.split("::", 1)[1]:
+            # myst-nb splits a text role's format at its last colon, so
+            # "page.md::key" would read as key "page.md:"; "s" is the
+            # format it gives a role without one
+            body += ":s"
+        return f"{{{role}}}`{body}`"
 
     return GLUE_ROLE.sub(fix, message)
 
