@@ -51,7 +51,7 @@ def test_update_rewrites_each_catalogue_for_its_own_page(tmp_path):
     with (root / "chapters" / "minibatch.po").open("rb") as fh:
         cat = read_po(fh)
     assert cat["A {glue:text}`x`."].string == (
-        "エー {glue:text}`minibatch.md::x`。"
+        "エー {glue:text}`minibatch.md::x:s`。"
     )
     assert i18n.update(root) == 0  # idempotent
 
