@@ -91,13 +91,16 @@ WORDS = {
             "and each variant of its experiment ({made}). After each claim, "
             "its row: the seed sets of the book's configuration in which it "
             "held, then each variant (\u2713: held in every seed set; n/a: "
-            "the experiment has no such variant)."
+            "the experiment has no such variant; not rerun: the claim was "
+            "restated after that variant ran, and its sentence claims the "
+            "book's setting only)."
         ),
         made="recorded on {date}, latest at commit {commit}",
         none="no ledger has been recorded for this chapter yet",
         sets="{held}/{total} seed sets",
         not_claimed="not claimed",
         na="n/a",
+        not_run="not rerun",
         ledger="Ledger",
         kinds=dict(identity="Identity", finding="Finding"),
         variants=dict(
@@ -113,13 +116,15 @@ WORDS = {
             "実験の各変種で再実行した（{made}）。各主張の後にその行を"
             "示す。本書の設定で主張が成り立ったシード集合の数、続いて"
             "各変種（\u2713: すべてのシード集合で成立、n/a: その実験に"
-            "はその変種がない）。"
+            "はその変種がない、未再実行: その変種の実行後に主張を改めたため"
+            "本書の設定でのみ主張する）。"
         ),
         made="{date} 記録、最新のコミット {commit}",
         none="この章の台帳はまだ記録されていない",
         sets="{held}/{total} シード集合",
         not_claimed="主張せず",
         na="n/a",
+        not_run="未再実行",
         ledger="台帳",
         kinds=dict(identity="恒等式", finding="知見"),
         variants=dict(
@@ -164,7 +169,8 @@ def ledger_row(
         name = w["variants"][variant]
         cell = row["variants"].get(variant)
         if cell is None:
-            parts.append(f"{name} {w['na']}")
+            missing = variant in ledger.declared_variants(record, row)
+            parts.append(f"{name} {w['not_run'] if missing else w['na']}")
             continue
         text, ok = _cell(cell, w)
         if not ok and variant not in expected:

@@ -170,6 +170,16 @@ def variant_names(module) -> list[str]:
     return [BOOK] + [v for v in VARIANTS if v in declared]
 
 
+def declared_variants(record: dict, row: dict) -> list[str]:
+    """The variants a claim's section declares (a claim whose test
+    changed may have been rerun in fewer of them: "not rerun")."""
+    try:
+        module = section_module(record["chapter"], row["section"])
+    except (ImportError, KeyError):
+        return []
+    return variant_names(module)
+
+
 def config_for(module, variant: str):
     """The book configuration of a section, or one of its variants."""
     book = module.Config.for_scale(Scale.BOOK)
@@ -577,7 +587,11 @@ def table(record: dict) -> pd.DataFrame:
         for variant in (BOOK, *VARIANTS):
             cell = row["variants"].get(variant)
             if cell is None:
-                out[variant] = "n/a"
+                out[variant] = (
+                    "not rerun"
+                    if variant in declared_variants(record, row)
+                    else "n/a"
+                )
                 continue
             held = len(cell["held"])
             total = held + len(cell["failed"])
