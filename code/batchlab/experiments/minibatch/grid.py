@@ -214,7 +214,7 @@ CLAIMS = [
         "zero in some seed sets: undecided there); for the top eigenvalue "
         "the sign differs between seed sets: undecided",
         lambda f: f["tu_b_kes_rho"] < 0,
-        where=("rate",),
+        where=("wider", "rate", "digits"),
         measure=(
             "tu_b_kes_rho",
             "tu_b_kes_hi",
