@@ -97,6 +97,8 @@ def markup(message: str) -> dict[str, int]:
             continue
         if name.startswith("glue") and "::" in target:
             target = target.split("::", 1)[1]
+        if name == "glue:text" and target.endswith(":s"):
+            target = target[:-2]  # myst-nb's default format, made explicit
         if name in PROSE_ROLES:
             target = "..."
         key = f"{{{name}}}`{target}`"
