@@ -178,10 +178,10 @@ def test_the_japanese_pdf_is_set_by_lualatex_with_japanese_fonts():
     assert english_config.latex_elements["preamble"] == preamble
 
 
-def _pasted(page: Path) -> list[str]:
-    return sorted(
-        re.findall(r'class="pasted-text">([^<]*)<', page.read_text())
-    )
+def _pasted(page: Path, language: str = "en") -> list[str]:
+    """The glued values of a built page, verdicts in ``language``."""
+    found = re.findall(r'class="pasted-text">([^<]*)<', page.read_text())
+    return sorted(i18n.glued_word(v, language) for v in found)
 
 
 def _markers(page: Path) -> list[str]:
