@@ -12,6 +12,9 @@ BATCHLAB_SEED ?= 0
 export BATCHLAB_SEED
 ROBUST_SEEDS ?= 1 2
 # Where the build goes: $(OUT)/_build (tests build into a temporary OUT).
+# Captioned tables are numbered MyST tables in the book's build
+# (batchlab.plots.table); a reader's plain Jupyter gets plain Markdown.
+export BATCHLAB_MYST := 1
 OUT    ?= .
 BUILD  := $(OUT)/_build
 # Any warning or failed cell fails the build; every problem is reported.

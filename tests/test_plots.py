@@ -154,7 +154,8 @@ def test_over_seeds_orders_hue_numerically_with_an_ordered_palette():
     assert np.allclose(line.get_ydata(), [1 / 2 + 0.05, 1 / 3 + 0.05])
 
 
-def test_a_captioned_table_is_a_numbered_myst_table():
+def test_a_captioned_table_is_a_numbered_myst_table(monkeypatch):
+    monkeypatch.setenv(plots.MYST_ENV, "1")
     frame = pd.DataFrame({"B": [1, 2], "loss": [0.5, 0.25]})
     text = plots.table(
         frame, caption="Loss by batch size", name="tab-loss"
@@ -266,3 +267,12 @@ def test_rate_ticks_label_only_the_grid_as_plain_decimals():
     assert len(ax.xaxis.get_minorticklocs()) == 0
     with pytest.raises(ValueError, match="axis"):
         plots.rate_ticks(ax, [0.1], axis="z")
+
+
+def test_outside_the_book_a_captioned_table_is_plain_markdown(monkeypatch):
+    """A notebook run in plain Jupyter shows no MyST directive."""
+    monkeypatch.delenv(plots.MYST_ENV, raising=False)
+    frame = pd.DataFrame({"B": [1, 2], "loss": [0.5, 0.25]})
+    text = plots.table(frame, caption="Loss", name="tab-loss").data
+    assert text.startswith("**Loss**\n\n| B | loss |")
+    assert "{table}" not in text and "tab-loss" not in text

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -448,11 +449,20 @@ def table(
     rows = "\n".join([header, rule, *body])
     if not caption:
         return Markdown(rows)
+    if not os.environ.get(MYST_ENV):
+        # a notebook a reader runs in plain Jupyter: no MyST directive
+        return Markdown(f"**{_cell(caption)}**\n\n{rows}")
     label = f":name: {name}\n" if name else ""
     fence = "````"  # longer than any code span a cell may hold
     return Markdown(
         f"{fence}{{table}} {_cell(caption)}\n{label}\n{rows}\n{fence}"
     )
+
+
+#: Set by the book's build (the Makefile exports it): captioned tables
+#: are then numbered MyST tables; without it (a notebook run in plain
+#: Jupyter) a caption is a bold line above a plain Markdown table.
+MYST_ENV = "BATCHLAB_MYST"
 
 
 def _cell(text: object) -> str:
