@@ -84,3 +84,15 @@ def test_the_build_refuses_unmatched_markers_and_claims(
     done = jupyter_book(".", cwd=tiny_book(tmp_path, body))
     assert done.returncode != 0
     assert message in done.stdout + done.stderr
+
+
+def test_overview_gives_each_chapter_its_line_and_table():
+    from batchlab import experiments
+
+    shown = claimmarks.overview()
+    assert len(shown) == len(experiments.CHAPTERS)
+    for chapter, (line, table) in zip(experiments.CHAPTERS, shown):
+        assert line.startswith(f"**{chapter}**: ")
+        assert "CPU minutes" in line
+        record = claimmarks.read_ledger(chapter)
+        assert list(table["claim"]) == list(record["claims"])

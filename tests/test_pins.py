@@ -36,3 +36,16 @@ def test_the_package_version_is_the_projects():
         (Path(__file__).parents[1] / "pyproject.toml").read_text()
     )["project"]
     assert batchlab.__version__ == project["version"]
+
+
+def test_pin_table_compares_each_pin_with_what_is_installed(tmp_path):
+    req = tmp_path / "requirements.txt"
+    req.write_text("pytest==0.0.1\nno-such-package-here==1.0\n")
+    table = pins.pin_table(str(req))
+    assert list(table.index) == ["pytest", "no-such-package-here"]
+    assert table.index.name == "package"
+    assert not table["matches"].any()  # wrong version; missing package
+    req.write_text(
+        f"pytest=={pins.installed_versions(['pytest'])['pytest']}\n"
+    )
+    assert pins.pin_table(str(req))["matches"].all()

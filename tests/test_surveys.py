@@ -3,6 +3,7 @@
 import json
 
 import pytest
+from conftest import ROOT
 
 from booktools import surveys
 
@@ -95,3 +96,49 @@ def test_the_books_records_are_readable():
     folder = Path(__file__).resolve().parents[1] / "benchmarks" / "results"
     t = surveys.table(folder)
     assert (t["date"].str.len() == 10).all() and len(t) >= 1
+
+
+def test_headline_reads_the_pages_figures_from_the_records():
+    folder = ROOT / "benchmarks" / "results"
+    got = surveys.headline(folder)
+    t = surveys.table(folder).set_index("record")
+    assert set(surveys.HEADLINE) < set(got)
+    for name, (record, column) in surveys.HEADLINE.items():
+        assert got[name] == t.loc[record, column]
+    gpu, cpu = t.loc["full-h200-gpu"], t.loc["full-h200-cpu"]
+    others = ["hessian", "batchnorm", "eigenvalues"]  # that record's
+    assert got["gpu_slower_but_minibatch"] == bool(
+        gpu["all"] > 0.9 * cpu["all"]
+        and gpu["minibatch"] < cpu["minibatch"]
+        and all(gpu[c] > cpu[c] for c in others)
+    )
+
+
+def test_headline_sees_a_gpu_that_was_faster(tmp_path):
+    def run(name, mb, other, wall, device):
+        made = record(
+            [
+                chapter("minibatch", mb, device=device),
+                chapter("hessian", other, device=device),
+            ]
+        )
+        made["wall_seconds"] = wall
+        (tmp_path / f"{name}.json").write_text(json.dumps(made))
+
+    for name in ("full-2cpu", "full-h200-cpu"):
+        run(name, 10.0, 10.0, 20.0, "cpu")
+    run("full-h200-gpu", 5.0, 12.0, 19.0, "cuda")
+    assert surveys.headline(tmp_path)["gpu_slower_but_minibatch"]
+    run("full-h200-gpu", 5.0, 8.0, 19.0, "cuda")  # hessian faster too
+    assert not surveys.headline(tmp_path)["gpu_slower_but_minibatch"]
+
+
+def test_notes_markdown_lists_notes_then_failures(tmp_path):
+    (tmp_path / "a.json").write_text(
+        json.dumps(
+            record([chapter("minibatch", 1.0, ["x holds"])], note="made here")
+        )
+    )
+    assert surveys.notes_markdown(tmp_path) == (
+        "* **a.** made here\n* Failed in a, minibatch: x holds"
+    )

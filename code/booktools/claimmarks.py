@@ -303,3 +303,21 @@ def setup(app: Sphinx) -> None:
     app.connect("env-purge-doc", purge)
     app.connect("env-merge-info", merge)
     app.connect("env-check-consistency", check_marks)
+
+
+def overview(chapters=None) -> list[tuple[str, object]]:
+    """Per chapter (``batchlab.experiments.CHAPTERS`` by default), a line
+    saying when its ledger was made and what it cost, and its table
+    (:func:`booktools.ledger.table`), for the reproducing page."""
+    from batchlab import experiments
+
+    out = []
+    for chapter in chapters or experiments.CHAPTERS:
+        record = read_ledger(chapter)
+        if record is None:
+            out.append((f"**{chapter}**: {WORDS['en']['none']}", None))
+            continue
+        minutes = ledger.cost(record)["all"] / 60
+        line = f"**{chapter}**: {made_on(record)}, {minutes:.0f} CPU minutes"
+        out.append((line, ledger.table(record)))
+    return out

@@ -47,3 +47,17 @@ def same_release(pinned: str, installed: str) -> bool:
     for a pin without one.
     """
     return pinned.split("+")[0] == installed.split("+")[0]
+
+
+def pin_table(path: str):
+    """Every pin of the requirements file at ``path`` beside the version
+    installed here, and whether the two are the same release: a table
+    (``pandas.DataFrame``) with columns ``pinned``, ``installed`` and
+    ``matches``, indexed by package."""
+    import pandas as pd
+
+    pins = read_pins(path)
+    found = installed_versions(list(pins))
+    table = pd.DataFrame({"pinned": pins, "installed": found})
+    table["matches"] = [same_release(p, found[n]) for n, p in pins.items()]
+    return table.rename_axis("package")

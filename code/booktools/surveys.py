@@ -112,3 +112,45 @@ def notes(folder: Path | str) -> dict[str, str]:
         for name, record in records(folder)
         if record.get("note")
     }
+
+
+#: The figures of the recorded full-scale runs that the reproducing page
+#: states: glue name -> (record, column of :func:`table`).
+HEADLINE = {
+    "full_cpu2_wall": ("full-2cpu", "all"),
+    "full_cpu2_failed": ("full-2cpu", "failed"),
+    "full_gpu_wall": ("full-h200-gpu", "all"),
+    "full_h200cpu_wall": ("full-h200-cpu", "all"),
+    "full_gpu_mb": ("full-h200-gpu", "minibatch"),
+    "full_h200cpu_mb": ("full-h200-cpu", "minibatch"),
+    "full_gpu_failed": ("full-h200-gpu", "failed"),
+}
+
+
+def headline(folder: Path | str) -> dict[str, float]:
+    """:data:`HEADLINE`'s figures, read from the records in ``folder``,
+    and ``gpu_slower_but_minibatch``: whether the GPU record took at
+    least 90 % of the CPU record's time on the same machine, faster for
+    the minibatch chapter and slower for every other chapter."""
+    by_name = table(folder).set_index("record")
+    out = {n: by_name.loc[r, c] for n, (r, c) in HEADLINE.items()}
+    gpu, cpu = by_name.loc["full-h200-gpu"], by_name.loc["full-h200-cpu"]
+    gpu_record = dict(records(folder))["full-h200-gpu"]
+    others = [
+        c["chapter"]
+        for c in gpu_record["chapters"]
+        if c["chapter"] != "minibatch"
+    ]
+    out["gpu_slower_but_minibatch"] = bool(
+        gpu["all"] > 0.9 * cpu["all"]
+        and gpu["minibatch"] < cpu["minibatch"]
+        and (gpu[others] > cpu[others]).all()
+    )
+    return out
+
+
+def notes_markdown(folder: Path | str) -> str:
+    """The records' notes and failures as a Markdown list."""
+    lines = [f"* **{name}.** {note}" for name, note in notes(folder).items()]
+    lines += [f"* Failed in {line}" for line in failures(folder)]
+    return "\n".join(lines)

@@ -24,3 +24,19 @@ SECTIONS = (
     "layers",
     "factors",
 )
+
+#: The name each normalization, data set and control has in the page's
+#: tables and figures (the sections' frames keep their short codes).
+SHOWN = {
+    "center": "centred",
+    "centre": "centred",
+    "standardize": "standardized",
+    "pca": "whitened (PCA)",
+    "zca": "whitened",
+    "none": "plain",
+    "shifted mean": "shifted",
+    "mnist1d": "MNIST-1D",
+    "synthetic": "correlated synthetic",
+}
+#: The factors section's networks, as the page names them.
+NETWORK = {"same function": "control", "matched": "trained standardized"}
