@@ -125,3 +125,17 @@ def test_stacked_conv_explains_bad_inputs():
             1,
             [0],
         )
+
+
+def test_stacked_metrics_do_not_depend_on_the_chunk_size():
+    # Evaluation mode: examples do not interact, so the chunk (which only
+    # bounds memory) must not change a bit of the result.
+    d = data.digits(flatten=False)
+    norms, seeds = ["batchnorm", "groupnorm"], [0, 1]
+    stack = stacked.StackedConvNet(norms, seeds, channels=(4, 8), groups=2)
+    stacked.train_stacked(stack, d.x_train, d.y_train, 4, 0.1, 20, seeds)
+    whole = stacked.stacked_metrics(stack, d.x_test, d.y_test, chunk=10**6)
+    for chunk in (1, 7, 64):
+        parts = stacked.stacked_metrics(stack, d.x_test, d.y_test, chunk=chunk)
+        assert torch.equal(parts[1], whole[1])
+        assert torch.allclose(parts[0], whole[0], rtol=1e-6, atol=0)

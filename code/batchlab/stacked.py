@@ -335,7 +335,7 @@ def stacked_metrics(
     model: StackedNormMLP | StackedConvNet,
     x: torch.Tensor,
     y: torch.Tensor,
-    chunk: int = 256,
+    chunk: int = 64,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Loss (mean cross-entropy) and accuracy of every member in
     evaluation mode on ``x`` (``(n, d)`` or images ``(n, 1, H, W)``),
