@@ -61,14 +61,15 @@ $(STAMP): requirements.txt pyproject.toml
 	touch $@
 
 # Throw away cached execution when the helpers, pins, scale or seed set
-# changed.
+# changed, and the Japanese edition's doctrees with it (its pages would
+# otherwise keep the old run's values where their source did not change).
 cache-check: $(STAMP)
 	@h="$$(cat $(DEPS) | sha256sum | cut -c1-16)-$(SCALE)-seed$(BATCHLAB_SEED)"; \
 	old="$$(cat $(BUILD)/.deps-hash 2>/dev/null)"; \
 	if [ "$$h" != "$$old" ]; then \
 	  echo "code/, pins, scale or seed set changed: dropping cached execution"; \
 	  rm -rf $(BUILD)/.jupyter_cache $(BUILD)/.doctrees \
-	         $(BUILD)/jupyter_execute $(BUILD)/html; \
+	         $(BUILD)/jupyter_execute $(BUILD)/html $(BUILD)/ja; \
 	  mkdir -p $(BUILD); echo "$$h" > $(BUILD)/.deps-hash; \
 	fi
 

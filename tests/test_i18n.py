@@ -6,6 +6,7 @@ import re
 from pathlib import Path
 
 import pytest
+from docutils import nodes
 import yaml
 from babel.messages.catalog import Catalog
 from babel.messages.pofile import read_po, write_po
@@ -214,3 +215,76 @@ def test_glued_verdicts_read_in_the_page_language():
     for section in (conv, hessian, wholedata):
         for word in section.VERDICTS.values():
             assert i18n.glued_word(word, "ja") != word, word
+
+
+def test_link_words_and_titles_follow_the_build_language(tmp_path):
+    from types import SimpleNamespace
+
+    from booktools import sphinxext
+
+    for language in ("ja", "en"):
+        words = sphinxext.link_words(language)
+        assert set(words) == set(sphinxext.LINK_WORDS["en"])
+        assert "{name}" in words["download"] and "{n}" in words["code"]
+    assert sphinxext.link_words("fr") == sphinxext.LINK_WORDS["en"]
+    catalogue = Catalog(locale="ja")
+    catalogue.add("Minibatch or one example?", "ミニバッチか、1 例か")
+    catalogue.add("A fuzzy title", "あいまい", flags=["fuzzy"])
+    folder = tmp_path / "locales" / "ja" / "LC_MESSAGES" / "chapters"
+    folder.mkdir(parents=True)
+    with (folder / "one.po").open("wb") as f:
+        write_po(f, catalogue)
+    config = SimpleNamespace(language="ja", locale_dirs=["locales"])
+    title = sphinxext.translated_title
+    assert title(config, tmp_path, "chapters/one", "Minibatch or one example?") == (
+        "ミニバッチか、1 例か"
+    )
+    # untranslated, fuzzy, no catalogue, or English: the title itself
+    assert title(config, tmp_path, "chapters/one", "A fuzzy title") == "A fuzzy title"
+    assert title(config, tmp_path, "chapters/one", "Other") == "Other"
+    assert title(config, tmp_path, "chapters/two", "Two") == "Two"
+    english = SimpleNamespace(language="en", locale_dirs=["locales"])
+    assert title(english, tmp_path, "chapters/one", "Minibatch or one example?") == (
+        "Minibatch or one example?"
+    )
+
+
+@pytest.mark.book
+def test_japanese_pages_link_in_japanese(built):
+    """The links a directive writes (notebook, Colab, Binder, handouts)
+    and the sidebar's captions read in Japanese on the Japanese site,
+    chapter titles included."""
+    site = built.html() / "ja"
+    chapter = (site / "chapters" / "minibatch.html").read_text()
+    assert "学生用配布資料" in chapter and "Colab で開く" in chapter
+    assert "Download this chapter" not in chapter
+    intro = (site / "chapters" / "intro.html").read_text()
+    links = intro.split('class="handout-links"')[1].split("</ul>")[0]
+    assert "本全体" in links and "student handout" not in links
+    english_titles = [
+        re.search(r"^# (.+)$", (ROOT / f"{p}.md").read_text(), re.M).group(1)
+        for p in ("chapters/minibatch", "chapters/normalization")
+    ]
+    assert not any(t in links for t in english_titles), links[:400]
+    # the sidebar's part captions, which the toc inserts after Locale ran
+    toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
+    for part in toc["parts"]:
+        assert part["caption"] not in chapter, part["caption"]
+    assert "三つの問い" in chapter
+
+
+def test_numbers_and_claim_ids_in_outputs_are_not_messages():
+    from docutils.utils import new_document
+    from docutils.frontend import get_default_settings
+    from docutils.parsers.rst import Parser
+
+    document = new_document("page", get_default_settings(Parser))
+    box = nodes.container(classes=["cell_output"])
+    texts = ["bn-edge-stable", "0.25", "test accuracy", "full-batch runs"]
+    box += [nodes.paragraph(t, t) for t in texts]
+    prose = nodes.paragraph("bn-edge-stable", "bn-edge-stable")
+    document += [box, prose]
+    i18n.KeepNumbersOut(document).apply()
+    kept = [p.get("translatable", True) for p in box.children]
+    assert kept == [False, False, True, True]
+    assert prose.get("translatable", True)  # only outputs

@@ -547,5 +547,9 @@ def test_japanese_handouts_per_chapter(pdfs, page):
         text = pdf_text(path, layout=False)
         kana = len(re.findall(r"[\u3040-\u30ff]", text))
         assert kana > 500, f"{path.name}: {kana} kana"
+        # A term linked to the glossary prints as the term alone, not
+        # followed by "(用語集, address)" each time.
+        glossary = re.findall(r"用語集\s*[,、]\s*https?://", text)
+        assert not glossary, f"{path.name}: {len(glossary)} glossary addresses"
     assert n_pages(instructor) > n_pages(student)
     assert "解答なし" in pdf_text(student, page=1)

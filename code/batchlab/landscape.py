@@ -21,6 +21,10 @@ from .hessian import (
 )
 
 
+#: Random directions the weight-noise measure of :func:`flatness_metrics`
+#: averages over.
+WEIGHT_DIRECTIONS = 4
+
 def _loss_at(model, loss_fn, x, y, flat) -> float:
     with torch.no_grad():
         out = functional_call(model, unflatten(model, flat), (x,))
@@ -142,7 +146,8 @@ def flatness_metrics(
         ),
         keskar=keskar_sharpness(model, loss_fn, x, y, eps=eps, seed=seed),
         weight_noise=perturbed_losses(
-            model, loss_fn, x, y, radii, n_directions=4, seed=seed
+            model, loss_fn, x, y, radii, n_directions=WEIGHT_DIRECTIONS,
+            seed=seed,
         ),
     )
 

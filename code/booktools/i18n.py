@@ -40,9 +40,12 @@ import yaml
 from babel.messages.pofile import read_po, write_po
 from docutils import nodes
 from markdown_it import MarkdownIt
+from sphinx import addnodes
 from sphinx.application import Sphinx
+from sphinx.locale import init as init_locale
 from sphinx.transforms import SphinxTransform
 from sphinx.transforms.post_transforms import SphinxPostTransform
+from sphinx.util.i18n import docname_to_domain
 
 LANGUAGE = "ja"
 LOCALE_DIR = Path("locales")
@@ -250,8 +253,9 @@ def language_switch(app: Sphinx, pagename, templatename, context, doctree):
 class KeepNumbersOut(SphinxTransform):
     """Outputs of code cells that hold a number are not messages to
     translate: they change with every run (a table's values, a measured
-    sentence) and are the same in every language. Their words (a table's
-    header, a row's name) stay messages. Runs before Sphinx's Locale
+    sentence) and are the same in every language; nor are codes such as
+    claim ids. Their words (a table's header, a row's name) stay
+    messages. Runs before Sphinx's Locale
     transform and before the catalogues are extracted."""
 
     default_priority = 15
@@ -261,11 +265,14 @@ class KeepNumbersOut(SphinxTransform):
             if "cell_output" not in box.get("classes", []):
                 continue
             for text in box.findall(nodes.TextElement):
-                if DIGIT.search(text.astext()):
+                words = text.astext()
+                if DIGIT.search(words) or CODE.fullmatch(words.strip()):
                     text["translatable"] = False
 
 
 DIGIT = re.compile(r"\d")
+#: A code, not a word: a claim id ("bn-edge-stable") in a table.
+CODE = re.compile(r"[a-z]{2}(?:-[a-z]+)+")
 
 #: Words the experiments glue into sentences (verdicts of
 #: :func:`batchlab.stats.verdict` and the chapters' names for them), in
@@ -314,6 +321,33 @@ class GluedWordsInLanguage(SphinxPostTransform):
                 span.children = [nodes.Text(word)]
 
 
+class TocCaptionsInLanguage(SphinxTransform):
+    """The table of contents' part captions ("The three questions") in
+    the page's language. sphinx-external-toc inserts the toctrees after
+    Sphinx's Locale transform has run, so their captions, which the
+    catalogues do hold, would stay English in the sidebar."""
+
+    default_priority = 101  # after sphinx-external-toc's InsertToctrees
+
+    def apply(self, **kwargs) -> None:
+        language = self.config.language
+        if not language or language.startswith("en"):
+            return
+        domain = docname_to_domain(self.env.docname, self.config.gettext_compact)
+        folders = [
+            str(Path(self.env.srcdir, d)) for d in self.config.locale_dirs
+        ]
+        catalogue, found = init_locale(folders, language, domain)
+        if not found:
+            return
+        for toc in self.document.findall(addnodes.toctree):
+            caption = toc.get("caption")
+            if caption:
+                translated = catalogue.gettext(caption)
+                toc["caption"] = translated
+                toc["rawcaption"] = translated
+
+
 #: The Japanese PDF's fonts: LuaTeX-ja (Japanese line breaking and
 #: kinsoku shori) with IPAex Mincho for the body and IPAex Gothic for the
 #: sans-serif headings (Debian: texlive-lang-japanese, texlive-luatex,
@@ -359,6 +393,7 @@ def setup(app: Sphinx) -> None:
     app.connect("html-page-context", language_switch)
     app.connect("config-inited", japanese_latex, priority=900)
     app.add_transform(KeepNumbersOut)
+    app.add_transform(TocCaptionsInLanguage)
     app.add_post_transform(GluedWordsInLanguage)
 
 

@@ -310,6 +310,11 @@ class PrintedCrossReferences(SphinxPostTransform):
 
     default_priority = 5  # before ReferencesResolver (10)
     formats = ("latex",)
+    # Pages whose terms the text links to (the Japanese edition links
+    # each term to the glossary on first use): in a file without that
+    # page, such a link prints its text alone, not "term (Glossary,
+    # address)" after every term.
+    PLAIN = ("chapters/glossary",)
 
     def run(self, **kwargs) -> None:
         env = self.env
@@ -330,6 +335,16 @@ class PrintedCrossReferences(SphinxPostTransform):
                 continue  # unknown: Sphinx warns as usual
             docname, labelid = where
             top = self._is_top(docname, labelid)
+            if (
+                docname in self.PLAIN
+                and top
+                and node.get("refexplicit")
+                and docname not in inside
+            ):
+                # A term linked to the glossary: its text alone.
+                text = node.astext()
+                node.replace_self(nodes.inline(text, text))
+                continue
             if docname in inside:
                 if top and kind != "numref" and not node.get("refexplicit"):
                     # "Chapter 2"; the back matter keeps its title ("the

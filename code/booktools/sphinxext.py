@@ -36,6 +36,7 @@ import shutil
 from html import escape
 from pathlib import Path
 
+from babel.messages.pofile import read_po
 from docutils import nodes
 from sphinx import addnodes
 from sphinx.application import Sphinx
@@ -60,6 +61,65 @@ NOTEBOOK_DIR = "_notebooks"
 PAGES_BRANCH = "gh-pages"
 PDF_DIR = "pdf"
 STATIC = Path(__file__).with_name("static")
+
+
+#: The words of the links these directives write (raw HTML, which the
+#: catalogues do not reach), per language; English for any other.
+LINK_WORDS = {
+    "en": dict(
+        download="Download this chapter as a notebook ({name}.ipynb, with "
+        "outputs)",
+        colab="Open it in Colab",
+        binder="in Binder",
+        binder_note=" (its first cell installs what it needs)",
+        code="The code this chapter runs ({n} modules of batchlab, with "
+        "their source)",
+        print="Print this chapter: ",
+        student="student handout (PDF, exercises without solutions)",
+        instructor="instructor edition (PDF, with solutions)",
+        book="The whole book",
+        student_short="student handout",
+        instructor_short="instructor edition",
+        both=" and ",
+    ),
+    "ja": dict(
+        download="この章をノートブック（英語版、{name}.ipynb、出力つき）として"
+        "ダウンロード",
+        colab="Colab で開く",
+        binder="Binder で開く",
+        binder_note="（最初のセルが必要なものをインストールする）",
+        code="この章が実行するコード（batchlab の {n} 個のモジュールとその"
+        "ソース）",
+        print="この章を印刷する：",
+        student="学生用配布資料（PDF、演習の解答なし）",
+        instructor="教員用（PDF、演習の解答つき）",
+        book="本全体",
+        student_short="学生用配布資料",
+        instructor_short="教員用",
+        both="、",
+    ),
+}
+
+
+def link_words(language: str | None) -> dict:
+    """:data:`LINK_WORDS` in ``language`` (English for any other)."""
+    return LINK_WORDS.get((language or "en")[:2], LINK_WORDS["en"])
+
+
+def translated_title(config, srcdir: str, docname: str, title: str) -> str:
+    """A page's title as its catalogue translates it for this build's
+    language (the title itself in English, or when untranslated)."""
+    language = config.language
+    if not language or language.startswith("en"):
+        return title
+    for folder in config.locale_dirs or ():
+        po = Path(srcdir, folder, language, "LC_MESSAGES", f"{docname}.po")
+        if po.exists():
+            with po.open("rb") as f:
+                message = read_po(f).get(title)
+            if message is not None and message.string and not message.fuzzy:
+                return message.string
+    return title
 
 
 def colab_url(repository_url: str, docname: str) -> str:
@@ -104,14 +164,15 @@ class NotebookLinks(SphinxDirective):
         ).get("binderhub_url", "https://mybinder.org")
         binder = notebooks.binder_url(binderhub, repo, docname)
         name = Path(docname).name
+        words = link_words(self.config.language)
+        download = words["download"].format(name=name)
         paragraphs = [
             f'<a class="reference download" href="{href}" download>'
-            f"Download this chapter as a notebook ({name}.ipynb, with "
-            "outputs)</a> &middot; "
-            f'<a class="reference external" href="{colab}">Open it in '
-            "Colab</a> &middot; "
-            f'<a class="reference external" href="{binder}">in Binder</a>'
-            " (its first cell installs what it needs)"
+            f"{download}</a> &middot; "
+            f'<a class="reference external" href="{colab}">{words["colab"]}'
+            "</a> &middot; "
+            f'<a class="reference external" href="{binder}">'
+            f'{words["binder"]}</a>{words["binder_note"]}'
         ]
         source = Path(self.env.doc2path(docname)).read_text(encoding="utf-8")
         used = sourcepages.modules_used(source)
@@ -122,22 +183,19 @@ class NotebookLinks(SphinxDirective):
                 f"<code>{m}</code></a>"
                 for m in used
             )
+            code = words["code"].format(n=len(used))
             paragraphs.append(
                 '<details class="source-links notebook-links"><summary>'
-                "The code this "
-                f"chapter runs ({len(used)} modules of batchlab, with "
-                f"their source)</summary>{links}.</details>"
+                f"{code}</summary>{links}.</details>"
             )
         if name in book_chapters(self.env.srcdir):
             pdf = f"{up}{PDF_DIR}/{name}"
             paragraphs.append(
-                "Print this chapter: "
-                f'<a class="reference external handout" href="{pdf}.pdf">'
-                "student handout (PDF, exercises without solutions)</a>"
-                " &middot; "
+                words["print"]
+                + f'<a class="reference external handout" href="{pdf}.pdf">'
+                f'{words["student"]}</a> &middot; '
                 f'<a class="reference external handout" '
-                f'href="{pdf}-instructor.pdf">instructor edition (PDF, '
-                "with solutions)</a>"
+                f'href="{pdf}-instructor.pdf">{words["instructor"]}</a>'
             )
         html = "".join(
             p
@@ -164,23 +222,30 @@ class HandoutLinks(SphinxDirective):
     def run(self) -> list[nodes.Node]:
         up = "../" * self.env.docname.count("/")
         pdf = f"{up}{PDF_DIR}"
-        titles = book_chapters(self.env.srcdir)
+        words = link_words(self.config.language)
+        titles = {
+            stem: translated_title(
+                self.config, self.env.srcdir, f"chapters/{stem}", title
+            )
+            for stem, title in book_chapters(self.env.srcdir).items()
+        }
         items = [
             f'<li><a class="reference external handout" '
-            f'href="{pdf}/book.pdf">The whole book</a></li>'
+            f'href="{pdf}/book.pdf">{words["book"]}</a></li>'
         ] + [
             f"<li>{escape(title)} &mdash; "
             f'<a class="reference external handout" href="{pdf}/{stem}.pdf">'
-            "student handout</a> &middot; "
+            f'{words["student_short"]}</a> &middot; '
             f'<a class="reference external handout" '
-            f'href="{pdf}/{stem}-instructor.pdf">instructor edition</a></li>'
+            f'href="{pdf}/{stem}-instructor.pdf">'
+            f'{words["instructor_short"]}</a></li>'
             for stem, title in titles.items()
         ]
         html = '<ul class="handout-links">' + "".join(items) + "</ul>"
         # In print, the addresses where the site serves them.
         printed = addnodes.only(expr="latex")
         files = nodes.bullet_list()
-        names = [("The whole book", ["book.pdf"])] + [
+        names = [(words["book"], ["book.pdf"])] + [
             (title, [f"{stem}.pdf", f"{stem}-instructor.pdf"])
             for stem, title in titles.items()
         ]
@@ -188,7 +253,7 @@ class HandoutLinks(SphinxDirective):
             item = nodes.paragraph(text=f"{title} \u2014 ")
             for i, name in enumerate(pdfs):
                 if i:
-                    item += nodes.Text(" and ")
+                    item += nodes.Text(words["both"])
                 address = pdf_address(self.config, name)
                 item += nodes.reference(address, address, refuri=address)
             files += nodes.list_item("", item)
