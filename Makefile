@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 SCALE  ?= book
 # The seed set (batchlab.runtime): every seed of the experiments is offset
-# by it. `make robust` builds with the seed sets in ROBUST_SEEDS.
+# by it. `make robust` executes the pages with the seed sets in ROBUST_SEEDS.
 BATCHLAB_SEED ?= 0
 export BATCHLAB_SEED
 ROBUST_SEEDS ?= 1 2
@@ -28,13 +28,13 @@ PAGEFLAGS := -n --keep-going
 DEPS   := $(shell find code -type f \( -name '*.py' -o -name '*.mplstyle' \) | sort) requirements.txt pyproject.toml
 
 PHONY_I18N := book-ja pdf-ja catalogues i18n-check
-.PHONY: help venv cache-check book chapter robust ledger test test-fast lint bench bench-build bench-threads survey pdf pdf-check clean $(PHONY_I18N)
+.PHONY: help venv cache-check book execute chapter robust ledger test test-fast lint bench bench-build bench-threads survey pdf pdf-check clean $(PHONY_I18N)
 
 help:
 	@echo "make book      execute every chapter and build the HTML (_build/html)"
 	@echo "make test      run the test suite"
 	@echo "make chapter NAME=normalization   rebuild one chapter alone (fast)"
-	@echo "make robust    the book again with seed sets 1 and 2 (every claim must hold)"
+	@echo "make robust    every page again with seed sets 1 and 2 (every claim must hold)"
 	@echo "make ledger    every claim under 10 seed sets and its section's variants"
 	@echo "               (CHAPTERS=minibatch SECTIONS=noise for a part; recorded in"
 	@echo "               benchmarks/results/ledger/)"
@@ -69,7 +69,8 @@ cache-check: $(STAMP)
 	if [ "$$h" != "$$old" ]; then \
 	  echo "code/, pins, scale or seed set changed: dropping cached execution"; \
 	  rm -rf $(BUILD)/.jupyter_cache $(BUILD)/.doctrees \
-	         $(BUILD)/jupyter_execute $(BUILD)/html $(BUILD)/ja; \
+	         $(BUILD)/jupyter_execute $(BUILD)/html $(BUILD)/ja \
+	         $(BUILD)/gettext; \
 	  mkdir -p $(BUILD); echo "$$h" > $(BUILD)/.deps-hash; \
 	fi
 
@@ -77,20 +78,22 @@ cache-check: $(STAMP)
 # so otherwise a rerun would not repeat the warnings and would pass.
 # Pages execute first, in parallel, into the cache (booktools.execute);
 # Sphinx then renders them from it.
-book: cache-check
-	BATCHLAB_SCALE=$(SCALE) $(BIN)/python -m booktools.execute $(BUILD)
+book: execute
 	BATCHLAB_SCALE=$(SCALE) $(BIN)/jupyter-book build . --path-output $(OUT) $(JBFLAGS) \
 	  || { rm -rf $(BUILD)/.doctrees; exit 1; }
 	@if [ -d $(LOCALES) ] && [ -n "$(filter ja,$(EDITIONS))" ]; then \
 	  $(MAKE) --no-print-directory book-ja; fi
+
+# Every page executed into the cache, checking its claims (no site).
+execute: cache-check
+	BATCHLAB_SCALE=$(SCALE) $(BIN)/python -m booktools.execute $(BUILD)
 
 # The Japanese edition (booktools.i18n): the same pages rendered from the
 # same executed notebooks (the English build's cache: nothing runs twice),
 # the prose from the catalogues in locales/ja; the site goes to
 # $(BUILD)/html/ja, beside the English pages.
 LOCALES := locales/ja/LC_MESSAGES
-# The editions `make book` and `make pdf` build (`make robust`, which
-# checks the claims under other seed sets, builds the English one only).
+# The editions `make book` and `make pdf` build.
 EDITIONS ?= en ja
 JA     := $(BUILD)/ja
 book-ja: $(STAMP)
@@ -124,15 +127,16 @@ chapter: $(STAMP)
 	BATCHLAB_SCALE=$(SCALE) $(BIN)/jupyter-book build chapters/$(NAME).md --path-output $(OUT) $(PAGEFLAGS) \
 	  || { rm -rf $(PAGE)/.doctrees; exit 1; }
 
-# The book with other seed sets, each into its own folder: a claim that
-# held only for the default seeds fails here. Ctrl-C or SIGTERM stops the
+# Every page again with other seed sets, each executed into its own
+# folder (the claims are checked as the pages run; no site is rendered):
+# a claim that held only for the default seeds fails here. Ctrl-C or SIGTERM stops the
 # loop, not just the build under way, and so does a build that a signal
 # ended (status above 128); its finished pages stay cached.
 robust: $(STAMP)
 	@trap 'echo "make robust: stopped at seed set $$s"; exit 130' INT; \
 	trap 'echo "make robust: stopped at seed set $$s"; exit 143' TERM; \
 	failed=""; for s in $(ROBUST_SEEDS); do \
-	  $(MAKE) book BATCHLAB_SEED=$$s OUT=$(BUILD)/robust/seed$$s EDITIONS=en; rc=$$?; \
+	  $(MAKE) execute BATCHLAB_SEED=$$s OUT=$(BUILD)/robust/seed$$s; rc=$$?; \
 	  if [ $$rc -gt 128 ]; then \
 	    echo "make robust: stopped at seed set $$s"; exit $$rc; fi; \
 	  [ $$rc -eq 0 ] || failed="$$failed $$s"; \

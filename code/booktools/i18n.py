@@ -266,7 +266,11 @@ class KeepNumbersOut(SphinxTransform):
                 continue
             for text in box.findall(nodes.TextElement):
                 words = text.astext()
-                if DIGIT.search(words) or CODE.fullmatch(words.strip()):
+                if (
+                    DIGIT.search(words)
+                    or CODE.fullmatch(words.strip())
+                    or words.strip() in VERDICT_WORDS
+                ):
                     text["translatable"] = False
 
 
@@ -295,6 +299,12 @@ GLUED_WORDS = {
 }
 
 
+#: Every word :data:`GLUED_WORDS` translates, in any language: which of
+#: them a table shows depends on the run, so they are never messages
+#: (:class:`GluedWordsInLanguage` translates them instead).
+VERDICT_WORDS = frozenset(w for words in GLUED_WORDS.values() for w in words)
+
+
 def glued_word(text: str, language: str | None) -> str:
     """A glued value as the page in ``language`` shows it: a verdict in
     that language's words, any other value (a number) as it is."""
@@ -303,8 +313,9 @@ def glued_word(text: str, language: str | None) -> str:
 
 class GluedWordsInLanguage(SphinxPostTransform):
     """Glued verdicts (``pasted-text`` spans holding a word of
-    :data:`GLUED_WORDS`) in the page's language; runs after myst-nb
-    pastes the glue."""
+    :data:`GLUED_WORDS`), and the same words alone in a cell of an
+    output's table, in the page's language; runs after myst-nb pastes
+    the glue."""
 
     default_priority = 900
 
@@ -312,13 +323,24 @@ class GluedWordsInLanguage(SphinxPostTransform):
         language = self.config.language
         if not GLUED_WORDS.get((language or "en")[:2]):
             return
-        for span in self.document.findall(nodes.inline):
-            if "pasted-text" not in span.get("classes", []):
-                continue
-            text = span.astext()
-            word = glued_word(text, language)
-            if word != text:
-                span.children = [nodes.Text(word)]
+        spans = [
+            span
+            for span in self.document.findall(nodes.inline)
+            if "pasted-text" in span.get("classes", [])
+        ]
+        cells = [
+            text
+            for box in self.document.findall(nodes.container)
+            if "cell_output" in box.get("classes", [])
+            for text in box.findall(nodes.TextElement)
+            if len(text.children) == 1
+            and isinstance(text.children[0], nodes.Text)
+        ]
+        for element in spans + cells:
+            text = element.astext()
+            word = glued_word(text.strip(), language)
+            if word != text.strip():
+                element.children = [nodes.Text(word)]
 
 
 class TocCaptionsInLanguage(SphinxTransform):
