@@ -296,3 +296,32 @@ def test_numbers_and_claim_ids_in_outputs_are_not_messages():
     kept = [p.get("translatable", True) for p in box.children]
     assert kept == [False, False, True, True, False]
     assert prose.get("translatable", True)  # only outputs
+
+
+def test_the_claims_report_reads_in_the_page_language():
+    from batchlab import claims
+
+    english = "This build checked all 11 claims listed below, and every one held."
+    assert i18n.output_sentence(english, "ja") == (
+        "このビルドは以下の 11 件の主張をすべて検証し、いずれも成り立った。"
+    )
+    partial = (
+        "This build checked 3 of the 11 claims listed below, and every one "
+        "held; the others need the book's scale."
+    )
+    assert "11 件の主張のうち 3 件" in i18n.output_sentence(partial, "ja")
+    assert i18n.output_sentence(english, "en") == english
+    assert i18n.output_sentence("something else", "ja") == "something else"
+    # the patterns follow what claims.report writes
+    assert "This build checked all {len(listed)} claims listed below" in (
+        Path(claims.__file__).read_text()
+    )
+
+
+def test_the_catalogue_build_renders_figures_so_alt_texts_are_messages(tmp_path):
+    (tmp_path / "_config.yml").write_text("title: t\n")
+    gettext = i18n.side_config(tmp_path / "_config.yml", tmp_path, None)
+    overrides = gettext["sphinx"]["config"]["nb_mime_priority_overrides"]
+    assert ["gettext", "image/svg+xml", 1] in overrides
+    japanese = i18n.side_config(tmp_path / "_config.yml", tmp_path, "ja")
+    assert "nb_mime_priority_overrides" not in japanese["sphinx"]["config"]

@@ -213,6 +213,14 @@ def side_config(source: Path, build: Path, language: str | None) -> dict:
                 "i18n.inconsistent_references",
             ],
         )
+    else:
+        # The catalogue build: myst-nb renders no images for the gettext
+        # builder by default, so the figures' alt texts (an image's, and
+        # a glued figure's ``:alt:``) would never become messages.
+        sphinx["nb_mime_priority_overrides"] = [
+            ["gettext", "image/svg+xml", 1],
+            ["gettext", "image/png", 2],
+        ]
     execute = config.setdefault("execute", {})
     execute["execute_notebooks"] = "cache"
     execute["cache"] = str((build / ".jupyter_cache").resolve())
@@ -284,19 +292,52 @@ CODE = re.compile(r"[a-z]{2}(?:-[a-z]+)+")
 GLUED_WORDS = {
     "ja": {
         "supports": "支持",
-        "opposes": "反対",
+        "opposes": "反する",
         "undecided": "未決",
         "n/a": "該当なし",
-        "GroupNorm ahead": "GroupNorm が上",
-        "BatchNorm ahead": "BatchNorm が上",
-        "larger without BatchNorm": "BatchNorm なしのほうが大きい",
-        "larger with BatchNorm": "BatchNorm ありのほうが大きい",
+        "GroupNorm ahead": "グループ正規化が上",
+        "BatchNorm ahead": "バッチ正規化が上",
+        "larger without BatchNorm": "バッチ正規化なしのほうが大きい",
+        "larger with BatchNorm": "バッチ正規化ありのほうが大きい",
         "lower with differentiated whole-data statistics": (
             "微分するデータ全体の統計量のほうが低い"
         ),
         "lower per batch": "バッチごとの統計量のほうが低い",
     }
 }
+
+
+#: Sentences a cell prints whole (with numbers in them, so they are not
+#: messages), in other languages: the claims report of every chapter.
+OUTPUT_SENTENCES = {
+    "ja": [
+        (
+            re.compile(
+                r"This build checked all (\d+) claims listed below, and "
+                r"every one held\."
+            ),
+            "このビルドは以下の {0} 件の主張をすべて検証し、いずれも成り立った。",
+        ),
+        (
+            re.compile(
+                r"This build checked (\d+) of the (\d+) claims listed below, "
+                r"and every one held; the others need the book's scale\."
+            ),
+            "このビルドは以下の {1} 件の主張のうち {0} 件を検証し、いずれも"
+            "成り立った。残りは本のスケールで検証される。",
+        ),
+    ]
+}
+
+
+def output_sentence(text: str, language: str | None) -> str:
+    """A sentence of :data:`OUTPUT_SENTENCES` in ``language`` (any other
+    text as it is)."""
+    for pattern, words in OUTPUT_SENTENCES.get((language or "en")[:2], []):
+        found = pattern.fullmatch(text.strip())
+        if found:
+            return words.format(*found.groups())
+    return text
 
 
 #: Every word :data:`GLUED_WORDS` translates, in any language: which of
@@ -339,7 +380,9 @@ class GluedWordsInLanguage(SphinxPostTransform):
         for element in spans + cells:
             text = element.astext()
             word = glued_word(text.strip(), language)
-            if word != text.strip():
+            if word == text.strip():
+                word = output_sentence(text, language)
+            if word != text.strip() and word != text:
                 element.children = [nodes.Text(word)]
 
 
