@@ -301,21 +301,36 @@ def test_numbers_and_claim_ids_in_outputs_are_not_messages():
 def test_the_claims_report_reads_in_the_page_language():
     from batchlab import claims
 
+    phrases = i18n.load_outputs(ROOT / "locales/ja" / i18n.OUTPUTS_FILE, "ja")
     english = "This build checked all 11 claims listed below, and every one held."
-    assert i18n.output_sentence(english, "ja") == (
+    assert i18n.output_sentence(english, phrases) == (
         "このビルドは以下の 11 件の主張をすべて検証し、いずれも成り立った。"
     )
     partial = (
         "This build checked 3 of the 11 claims listed below, and every one "
         "held; the others need the book's scale."
     )
-    assert "11 件の主張のうち 3 件" in i18n.output_sentence(partial, "ja")
-    assert i18n.output_sentence(english, "en") == english
-    assert i18n.output_sentence("something else", "ja") == "something else"
+    assert "11 件の主張のうち 3 件" in i18n.output_sentence(partial, phrases)
+    assert i18n.output_sentence(english, []) == english
+    assert i18n.output_sentence("something else", phrases) == "something else"
     # the patterns follow what claims.report writes
     assert "This build checked all {len(listed)} claims listed below" in (
         Path(claims.__file__).read_text()
     )
+
+
+def test_a_malformed_outputs_file_is_an_error_naming_the_entry(tmp_path):
+    path = tmp_path / "outputs.yml"
+    path.write_text("- en: '95% low'\n  ja: '95% 下限'\n- en: 'x'\n")
+    with pytest.raises(ValueError, match="entry 2 has no 'ja' text"):
+        i18n.load_outputs(path, "ja")
+    path.write_text("- re: 'a (\\d+)'\n  ja: '{0} と {1}'\n")
+    with pytest.raises(ValueError, match="entry 1's 'ja' text uses a group"):
+        i18n.load_outputs(path, "ja")
+    path.write_text("- ja: 'x'\n")
+    with pytest.raises(ValueError, match="needs 'en' or 're'"):
+        i18n.load_outputs(path, "ja")
+    assert i18n.load_outputs(tmp_path / "none.yml", "ja") == []
 
 
 def test_the_catalogue_build_renders_figures_so_alt_texts_are_messages(tmp_path):
@@ -325,3 +340,6 @@ def test_the_catalogue_build_renders_figures_so_alt_texts_are_messages(tmp_path)
     assert ["gettext", "image/svg+xml", 1] in overrides
     japanese = i18n.side_config(tmp_path / "_config.yml", tmp_path, "ja")
     assert "nb_mime_priority_overrides" not in japanese["sphinx"]["config"]
+    # the site's own words in Japanese too
+    assert "ソース" in japanese["sphinx"]["config"]["nb_code_prompt_show"]
+    assert japanese["author"] != "The batchlab authors"

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import re
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 import yaml
@@ -190,6 +191,19 @@ def coverage(root: Path) -> dict[str, dict[str, int]]:
     return found
 
 
+#: Words of the site that come from the configuration, not the pages:
+#: myst-nb's buttons over a hidden cell's source and the footer's author.
+SITE_WORDS = {
+    "ja": {
+        "sphinx": {
+            "nb_code_prompt_show": "コードセルのソースを表示",
+            "nb_code_prompt_hide": "コードセルのソースを隠す",
+        },
+        "book": {"author": "batchlab の著者たち"},
+    }
+}
+
+
 def side_config(source: Path, build: Path, language: str | None) -> dict:
     """The configuration of a build beside the English one (the Japanese
     site, or the gettext catalogues): the English ``_config.yml`` at
@@ -212,7 +226,9 @@ def side_config(source: Path, build: Path, language: str | None) -> dict:
                 *sphinx.get("suppress_warnings", []),
                 "i18n.inconsistent_references",
             ],
+            **SITE_WORDS.get(language, {}).get("sphinx", {}),
         )
+        config.update(SITE_WORDS.get(language, {}).get("book", {}))
     else:
         # The catalogue build: myst-nb renders no images for the gettext
         # builder by default, so the figures' alt texts (an image's, and
@@ -307,33 +323,50 @@ GLUED_WORDS = {
 }
 
 
-#: Sentences a cell prints whole (with numbers in them, so they are not
-#: messages), in other languages: the claims report of every chapter.
-OUTPUT_SENTENCES = {
-    "ja": [
-        (
-            re.compile(
-                r"This build checked all (\d+) claims listed below, and "
-                r"every one held\."
-            ),
-            "このビルドは以下の {0} 件の主張をすべて検証し、いずれも成り立った。",
-        ),
-        (
-            re.compile(
-                r"This build checked (\d+) of the (\d+) claims listed below, "
-                r"and every one held; the others need the book's scale\."
-            ),
-            "このビルドは以下の {1} 件の主張のうち {0} 件を検証し、いずれも"
-            "成り立った。残りは本のスケールで検証される。",
-        ),
-    ]
-}
+#: Words and sentences the build prints in cells' outputs with numbers in
+#: them (a table's header "95% low", a row "statistics 4, gradient 128",
+#: the claims report), so they are not catalogue messages: per language,
+#: ``locales/<language>/outputs.yml``, a list of ``{en: text, <language>:
+#: text}`` (the whole text of a cell or paragraph) or ``{re: pattern,
+#: <language>: template}`` whose groups fill ``{0}``, ``{1}``, ...
+OUTPUTS_FILE = "outputs.yml"
 
 
-def output_sentence(text: str, language: str | None) -> str:
-    """A sentence of :data:`OUTPUT_SENTENCES` in ``language`` (any other
-    text as it is)."""
-    for pattern, words in OUTPUT_SENTENCES.get((language or "en")[:2], []):
+def load_outputs(path: Path, language: str) -> list[tuple[re.Pattern, str]]:
+    """The phrases of an ``outputs.yml`` as (pattern, template) pairs;
+    a malformed entry is an error naming it."""
+    if not path.exists():
+        return []
+    entries = yaml.safe_load(path.read_text(encoding="utf-8")) or []
+    phrases = []
+    for n, entry in enumerate(entries, start=1):
+        if not isinstance(entry, dict) or not isinstance(
+            entry.get(language), str
+        ):
+            raise ValueError(f"{path}: entry {n} has no {language!r} text")
+        if isinstance(entry.get("re"), str):
+            pattern = re.compile(entry["re"])
+        elif isinstance(entry.get("en"), str):
+            pattern = re.compile(re.escape(entry["en"]))
+        else:
+            raise ValueError(f"{path}: entry {n} needs 'en' or 're'")
+        try:
+            entry[language].format(*range(pattern.groups))
+        except (IndexError, KeyError) as exc:
+            raise ValueError(
+                f"{path}: entry {n}'s {language!r} text uses a group its "
+                f"pattern does not have ({exc})"
+            ) from None
+        phrases.append((pattern, entry[language]))
+    return phrases
+
+
+def output_sentence(
+    text: str, phrases: Sequence[tuple[re.Pattern, str]]
+) -> str:
+    """``text`` as the first of ``phrases`` that matches it whole
+    translates it (as it is when none does)."""
+    for pattern, words in phrases:
         found = pattern.fullmatch(text.strip())
         if found:
             return words.format(*found.groups())
@@ -377,11 +410,19 @@ class GluedWordsInLanguage(SphinxPostTransform):
             if len(text.children) == 1
             and isinstance(text.children[0], nodes.Text)
         ]
+        phrases = [
+            phrase
+            for folder in self.config.locale_dirs or ()
+            for phrase in load_outputs(
+                Path(self.env.srcdir, folder, language, OUTPUTS_FILE),
+                language,
+            )
+        ]
         for element in spans + cells:
             text = element.astext()
             word = glued_word(text.strip(), language)
             if word == text.strip():
-                word = output_sentence(text, language)
+                word = output_sentence(text, phrases)
             if word != text.strip() and word != text:
                 element.children = [nodes.Text(word)]
 
@@ -528,6 +569,14 @@ def _check(root: Path) -> int:
         print(
             f"  {name}: {c['untranslated']} untranslated, {c['fuzzy']} fuzzy"
         )
+    outputs = root.parent / OUTPUTS_FILE
+    try:
+        phrases = load_outputs(outputs, root.parent.name)
+    except (ValueError, re.error, yaml.YAMLError) as exc:
+        print(f"  {outputs}: {exc}")
+        return 1
+    if outputs.exists():
+        print(f"{len(phrases)} output phrases in {outputs}")
     return 1 if bad or problems else 0
 
 
