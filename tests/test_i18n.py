@@ -276,6 +276,10 @@ def test_japanese_pages_link_in_japanese(built):
         text = (site / "chapters" / f"{page}.html").read_text()
         left = re.findall(r">\s*(supports|opposes|undecided)\s*<", text)
         assert not left, (page, left[:5])
+        # output phrases with numbers (locales/ja/outputs.yml)
+        assert "This build checked" not in text
+        assert "このビルドは以下の" in text
+    assert "% low<" not in chapter and "% high (Bonferroni)<" not in chapter
 
 
 def test_numbers_and_claim_ids_in_outputs_are_not_messages():

@@ -385,11 +385,18 @@ def glued_word(text: str, language: str | None) -> str:
     return GLUED_WORDS.get((language or "en")[:2], {}).get(text, text)
 
 
+#: What an output's text may hold to be translated whole (it is then
+#: set as plain text: a bold name in a translated note loses its bold;
+#: a link or formula keeps the text English instead).
+PLAIN = (nodes.Text, nodes.strong, nodes.emphasis, nodes.literal)
+
+
 class GluedWordsInLanguage(SphinxPostTransform):
     """Glued verdicts (``pasted-text`` spans holding a word of
-    :data:`GLUED_WORDS`), and the same words alone in a cell of an
-    output's table, in the page's language; runs after myst-nb pastes
-    the glue."""
+    :data:`GLUED_WORDS`), the same words alone in a cell of an output's
+    table, and the output phrases of ``outputs.yml``
+    (:func:`load_outputs`), in the page's language; runs after myst-nb
+    pastes the glue."""
 
     default_priority = 900
 
@@ -407,8 +414,7 @@ class GluedWordsInLanguage(SphinxPostTransform):
             for box in self.document.findall(nodes.container)
             if "cell_output" in box.get("classes", [])
             for text in box.findall(nodes.TextElement)
-            if len(text.children) == 1
-            and isinstance(text.children[0], nodes.Text)
+            if text.children and all(isinstance(c, PLAIN) for c in text.children)
         ]
         phrases = [
             phrase
