@@ -84,3 +84,27 @@ def test_on_step_returning_true_stops_training_there(small):
         models.mlp([40, 16, 10], seed=1), small, cfg, on_step=lambda s, m: 1
     )
     assert h.step[-1] == 40
+
+
+@pytest.mark.parametrize("momentum", [0.0, 0.9])
+def test_plain_sgd_is_torch_sgd_to_the_last_bit(momentum):
+    """PlainSGD replaces torch.optim.SGD in the trainers for speed only:
+    the same parameters, bit for bit, after many steps (a BatchNorm MLP,
+    whose running statistics are buffers, not parameters)."""
+    from batchlab import batchnorm as bn
+
+    torch.manual_seed(0)
+    x, y = torch.randn(256, 12), torch.randint(0, 5, (256,))
+    nets = [bn.bn_mlp([12, 16, 16, 5], "batchnorm", seed=3) for _ in range(2)]
+    ours = train.PlainSGD(nets[0].parameters(), lr=0.1, momentum=momentum)
+    theirs = torch.optim.SGD(nets[1].parameters(), lr=0.1, momentum=momentum)
+    gen = torch.Generator().manual_seed(1)
+    for _ in range(60):
+        idx = torch.randint(0, 256, (16,), generator=gen)
+        for net, opt in zip(nets, (ours, theirs)):
+            loss = torch.nn.functional.cross_entropy(net(x[idx]), y[idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    for a, b in zip(nets[0].state_dict().values(), nets[1].state_dict().values()):
+        assert torch.equal(a, b)

@@ -21,7 +21,7 @@ from torch import nn
 
 from .batchnorm import bn_mlp, check_momentum
 from .models import conv_net
-from .train import batch_schedule
+from .train import PlainSGD, batch_schedule
 
 
 class StackedNormMLP(nn.Module):
@@ -311,7 +311,7 @@ def train_stacked(
     orders = torch.stack(
         [batch_schedule(x.shape[0], batch_size, steps, s) for s in seeds], 1
     ).to(x.device)
-    opt = torch.optim.SGD(model.parameters(), lr=float(rates.max()))
+    opt = PlainSGD(model.parameters(), lr=float(rates.max()))
     model.train()
     for step in range(1, steps + 1):
         if limits is not None:
@@ -322,7 +322,7 @@ def train_stacked(
             out.flatten(0, 1), y[idx].flatten(), reduction="none"
         ).view(m, -1)
         loss = (per_member.sum(1) * weight).sum() / batch_size
-        opt.zero_grad(set_to_none=True)
+        opt.zero_grad()
         loss.backward()
         opt.step()
         if on_step is not None and (step % every == 0 or step == steps):
