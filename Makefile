@@ -212,10 +212,13 @@ pdf-check:
 # (booktools.latex). When the site is built, the PDFs go under its pdf/.
 # LaTeX reads no terminal: after Ctrl-C (or an error) it would wait at its
 # "?" prompt, left behind when make returns.
+# Jupyter Book runs `make all-pdf` in the LaTeX folder: the book and
+# the handouts are separate documents, typeset two at a time.
+LATEX_JOBS ?= -j2
 pdf: cache-check pdf-check
 	rm -rf $(BUILD)/latex $(BUILD)/pdf
 	BATCHLAB_SCALE=$(SCALE) $(BIN)/python -m booktools.execute $(BUILD)
-	BATCHLAB_SCALE=$(SCALE) $(BIN)/jupyter-book build . --path-output $(OUT) --builder pdflatex $(JBFLAGS) < /dev/null
+	BATCHLAB_SCALE=$(SCALE) MAKEFLAGS=$(LATEX_JOBS) $(BIN)/jupyter-book build . --path-output $(OUT) --builder pdflatex $(JBFLAGS) < /dev/null
 	$(BIN)/python -m booktools.handouts $(BUILD)/latex _toc.yml $(BUILD)/pdf
 	@if [ -d $(LOCALES) ] && [ -n "$(filter ja,$(EDITIONS))" ]; then \
 	  $(MAKE) --no-print-directory pdf-ja; fi
@@ -233,7 +236,7 @@ pdf-ja: $(STAMP)
 	$(BIN)/python -m booktools.i18n rewrite $(LOCALES)
 	$(BIN)/python -m booktools.i18n config $(BUILD) $(BUILD)/_config_ja.yml
 	rm -rf $(JA)/_build/latex $(BUILD)/pdf/ja
-	BATCHLAB_SCALE=$(SCALE) $(BIN)/jupyter-book build . --config $(BUILD)/_config_ja.yml \
+	BATCHLAB_SCALE=$(SCALE) MAKEFLAGS=$(LATEX_JOBS) $(BIN)/jupyter-book build . --config $(BUILD)/_config_ja.yml \
 	  --path-output $(JA) --builder pdflatex $(JBFLAGS) < /dev/null
 	$(BIN)/python -m booktools.handouts $(JA)/_build/latex _toc.yml $(BUILD)/pdf/ja
 

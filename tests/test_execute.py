@@ -239,6 +239,8 @@ def test_command_line_usage(capsys):
 def test_the_book_uses_this_executor():
     makefile = (ROOT / "Makefile").read_text()
     book_rule = makefile[makefile.index("\nbook:") :].split("\n\n")[0]
-    assert "booktools.execute" in book_rule
+    assert book_rule.startswith("\nbook: execute")
+    execute_rule = makefile[makefile.index("\nexecute:") :].split("\n\n")[0]
+    assert "booktools.execute" in execute_rule
     pdf_rule = makefile[makefile.index("\npdf:") :].split("\n\n")[0]
     assert "booktools.execute" in pdf_rule
