@@ -6,11 +6,11 @@ import re
 from pathlib import Path
 
 import pytest
-from docutils import nodes
 import yaml
 from babel.messages.catalog import Catalog
 from babel.messages.pofile import read_po, write_po
 from conftest import ROOT, toc_files
+from docutils import nodes
 
 from booktools import i18n
 
@@ -236,17 +236,20 @@ def test_link_words_and_titles_follow_the_build_language(tmp_path):
         write_po(f, catalogue)
     config = SimpleNamespace(language="ja", locale_dirs=["locales"])
     title = sphinxext.translated_title
-    assert title(config, tmp_path, "chapters/one", "Minibatch or one example?") == (
-        "ミニバッチか、1 例か"
-    )
+    assert title(
+        config, tmp_path, "chapters/one", "Minibatch or one example?"
+    ) == ("ミニバッチか、1 例か")
     # untranslated, fuzzy, no catalogue, or English: the title itself
-    assert title(config, tmp_path, "chapters/one", "A fuzzy title") == "A fuzzy title"
+    assert (
+        title(config, tmp_path, "chapters/one", "A fuzzy title")
+        == "A fuzzy title"
+    )
     assert title(config, tmp_path, "chapters/one", "Other") == "Other"
     assert title(config, tmp_path, "chapters/two", "Two") == "Two"
     english = SimpleNamespace(language="en", locale_dirs=["locales"])
-    assert title(english, tmp_path, "chapters/one", "Minibatch or one example?") == (
-        "Minibatch or one example?"
-    )
+    assert title(
+        english, tmp_path, "chapters/one", "Minibatch or one example?"
+    ) == ("Minibatch or one example?")
 
 
 @pytest.mark.book
@@ -283,14 +286,17 @@ def test_japanese_pages_link_in_japanese(built):
 
 
 def test_numbers_and_claim_ids_in_outputs_are_not_messages():
-    from docutils.utils import new_document
     from docutils.frontend import get_default_settings
     from docutils.parsers.rst import Parser
+    from docutils.utils import new_document
 
     document = new_document("page", get_default_settings(Parser))
     box = nodes.container(classes=["cell_output"])
     texts = [
-        "bn-edge-stable", "0.25", "test accuracy", "full-batch runs",
+        "bn-edge-stable",
+        "0.25",
+        "test accuracy",
+        "full-batch runs",
         "undecided",  # a verdict: which one a table shows depends on the run
     ]
     box += [nodes.paragraph(t, t) for t in texts]
@@ -306,7 +312,9 @@ def test_the_claims_report_reads_in_the_page_language():
     from batchlab import claims
 
     phrases = i18n.load_outputs(ROOT / "locales/ja" / i18n.OUTPUTS_FILE, "ja")
-    english = "This build checked all 11 claims listed below, and every one held."
+    english = (
+        "This build checked all 11 claims listed below, and every one held."
+    )
     assert i18n.output_sentence(english, phrases) == (
         "このビルドは以下の 11 件の主張をすべて検証し、いずれも成り立った。"
     )
@@ -337,7 +345,9 @@ def test_a_malformed_outputs_file_is_an_error_naming_the_entry(tmp_path):
     assert i18n.load_outputs(tmp_path / "none.yml", "ja") == []
 
 
-def test_the_catalogue_build_renders_figures_so_alt_texts_are_messages(tmp_path):
+def test_the_catalogue_build_renders_figures_so_alt_texts_are_messages(
+    tmp_path,
+):
     (tmp_path / "_config.yml").write_text("title: t\n")
     gettext = i18n.side_config(tmp_path / "_config.yml", tmp_path, None)
     overrides = gettext["sphinx"]["config"]["nb_mime_priority_overrides"]

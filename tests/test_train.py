@@ -106,5 +106,7 @@ def test_plain_sgd_is_torch_sgd_to_the_last_bit(momentum):
             opt.zero_grad()
             loss.backward()
             opt.step()
-    for a, b in zip(nets[0].state_dict().values(), nets[1].state_dict().values()):
+    for a, b in zip(
+        nets[0].state_dict().values(), nets[1].state_dict().values()
+    ):
         assert torch.equal(a, b)

@@ -20,10 +20,10 @@ from .hessian import (
     unflatten,
 )
 
-
 #: Random directions the weight-noise measure of :func:`flatness_metrics`
 #: averages over.
 WEIGHT_DIRECTIONS = 4
+
 
 def _loss_at(model, loss_fn, x, y, flat) -> float:
     with torch.no_grad():
@@ -146,7 +146,12 @@ def flatness_metrics(
         ),
         keskar=keskar_sharpness(model, loss_fn, x, y, eps=eps, seed=seed),
         weight_noise=perturbed_losses(
-            model, loss_fn, x, y, radii, n_directions=WEIGHT_DIRECTIONS,
+            model,
+            loss_fn,
+            x,
+            y,
+            radii,
+            n_directions=WEIGHT_DIRECTIONS,
             seed=seed,
         ),
     )

@@ -414,7 +414,8 @@ class GluedWordsInLanguage(SphinxPostTransform):
             for box in self.document.findall(nodes.container)
             if "cell_output" in box.get("classes", [])
             for text in box.findall(nodes.TextElement)
-            if text.children and all(isinstance(c, PLAIN) for c in text.children)
+            if text.children
+            and all(isinstance(c, PLAIN) for c in text.children)
         ]
         phrases = [
             phrase
@@ -445,7 +446,9 @@ class TocCaptionsInLanguage(SphinxTransform):
         language = self.config.language
         if not language or language.startswith("en"):
             return
-        domain = docname_to_domain(self.env.docname, self.config.gettext_compact)
+        domain = docname_to_domain(
+            self.env.docname, self.config.gettext_compact
+        )
         folders = [
             str(Path(self.env.srcdir, d)) for d in self.config.locale_dirs
         ]

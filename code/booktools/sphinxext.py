@@ -172,7 +172,7 @@ class NotebookLinks(SphinxDirective):
             f'<a class="reference external" href="{colab}">{words["colab"]}'
             "</a> &middot; "
             f'<a class="reference external" href="{binder}">'
-            f'{words["binder"]}</a>{words["binder_note"]}'
+            f"{words['binder']}</a>{words['binder_note']}"
         ]
         source = Path(self.env.doc2path(docname)).read_text(encoding="utf-8")
         used = sourcepages.modules_used(source)
@@ -193,7 +193,7 @@ class NotebookLinks(SphinxDirective):
             paragraphs.append(
                 words["print"]
                 + f'<a class="reference external handout" href="{pdf}.pdf">'
-                f'{words["student"]}</a> &middot; '
+                f"{words['student']}</a> &middot; "
                 f'<a class="reference external handout" '
                 f'href="{pdf}-instructor.pdf">{words["instructor"]}</a>'
             )
@@ -235,10 +235,10 @@ class HandoutLinks(SphinxDirective):
         ] + [
             f"<li>{escape(title)} &mdash; "
             f'<a class="reference external handout" href="{pdf}/{stem}.pdf">'
-            f'{words["student_short"]}</a> &middot; '
+            f"{words['student_short']}</a> &middot; "
             f'<a class="reference external handout" '
             f'href="{pdf}/{stem}-instructor.pdf">'
-            f'{words["instructor_short"]}</a></li>'
+            f"{words['instructor_short']}</a></li>"
             for stem, title in titles.items()
         ]
         html = '<ul class="handout-links">' + "".join(items) + "</ul>"
