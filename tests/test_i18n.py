@@ -223,10 +223,13 @@ def test_link_words_and_titles_follow_the_build_language(tmp_path):
     from booktools import sphinxext
 
     for language in ("ja", "en"):
-        words = sphinxext.link_words(language)
+        words = i18n.in_language(sphinxext.LINK_WORDS, language)
         assert set(words) == set(sphinxext.LINK_WORDS["en"])
         assert "{name}" in words["download"] and "{n}" in words["code"]
-    assert sphinxext.link_words("fr") == sphinxext.LINK_WORDS["en"]
+    assert (
+        i18n.in_language(sphinxext.LINK_WORDS, "fr")
+        == (sphinxext.LINK_WORDS["en"])
+    )
     catalogue = Catalog(locale="ja")
     catalogue.add("Minibatch or one example?", "ミニバッチか、1 例か")
     catalogue.add("A fuzzy title", "あいまい", flags=["fuzzy"])

@@ -28,7 +28,7 @@ from sphinx.util.docutils import SphinxDirective
 
 from batchlab import claims as claimlib
 from batchlab.runtime import VARIANTS
-from booktools import ledger
+from booktools import i18n, ledger
 
 logger = logging.getLogger(__name__)
 TICK = "\u2713"
@@ -142,7 +142,7 @@ WORDS = {
 
 def words(language: str | None) -> dict:
     """The list's words in ``language`` (English for any other)."""
-    return WORDS.get((language or "en")[:2], WORDS["en"])
+    return i18n.in_language(WORDS, language)
 
 
 def _cell(cell: dict, w: dict) -> tuple[str, bool]:

@@ -32,6 +32,7 @@ Command line (from the book's root)::
 
 from __future__ import annotations
 
+import functools
 import re
 import sys
 from collections.abc import Sequence
@@ -47,6 +48,8 @@ from sphinx.locale import init as init_locale
 from sphinx.transforms import SphinxTransform
 from sphinx.transforms.post_transforms import SphinxPostTransform
 from sphinx.util.i18n import docname_to_domain
+
+from batchlab import claims
 
 LANGUAGE = "ja"
 LOCALE_DIR = Path("locales")
@@ -292,15 +295,21 @@ class KeepNumbersOut(SphinxTransform):
                 words = text.astext()
                 if (
                     DIGIT.search(words)
-                    or CODE.fullmatch(words.strip())
+                    or words.strip() in claim_ids()
                     or words.strip() in VERDICT_WORDS
                 ):
                     text["translatable"] = False
 
 
 DIGIT = re.compile(r"\d")
-#: A code, not a word: a claim id ("bn-edge-stable") in a table.
-CODE = re.compile(r"[a-z]{2}(?:-[a-z]+)+")
+
+
+@functools.cache
+def claim_ids() -> frozenset[str]:
+    """Every claim id of the book: codes, not words, where a table shows
+    them."""
+    return frozenset(claims.registry())
+
 
 #: Words the experiments glue into sentences (verdicts of
 #: :func:`batchlab.stats.verdict` and the chapters' names for them), in
@@ -379,10 +388,18 @@ def output_sentence(
 VERDICT_WORDS = frozenset(w for words in GLUED_WORDS.values() for w in words)
 
 
+def in_language(table: dict, language: str | None, default="en"):
+    """The entry of ``table`` (keyed by language code) for ``language``
+    ("ja_JP" reads "ja"); ``table[default]`` for a language it lacks, or
+    an empty dict when ``default`` is None."""
+    fallback = {} if default is None else table[default]
+    return table.get((language or "en")[:2], fallback)
+
+
 def glued_word(text: str, language: str | None) -> str:
     """A glued value as the page in ``language`` shows it: a verdict in
     that language's words, any other value (a number) as it is."""
-    return GLUED_WORDS.get((language or "en")[:2], {}).get(text, text)
+    return in_language(GLUED_WORDS, language, None).get(text, text)
 
 
 #: What an output's text may hold to be translated whole (it is then
@@ -402,7 +419,7 @@ class GluedWordsInLanguage(SphinxPostTransform):
 
     def run(self, **kwargs) -> None:
         language = self.config.language
-        if not GLUED_WORDS.get((language or "en")[:2]):
+        if not in_language(GLUED_WORDS, language, None):
             return
         spans = [
             span

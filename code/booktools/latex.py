@@ -45,6 +45,7 @@ from sphinx.writers.latex import LaTeXTranslator
 from sphinx_jupyterbook_latex import theme as jblatex_theme
 from sphinxcontrib.bibtex.transforms import node_text_transform
 
+from booktools import i18n
 from booktools.numbering import chapter_name
 
 THEMES = Path(__file__).with_name("latex_themes")
@@ -80,7 +81,7 @@ PRINT_WORDS = {
 
 def print_words(language: str | None) -> dict:
     """The handouts' words in ``language`` (English for any other)."""
-    return PRINT_WORDS.get((language or "en")[:2], PRINT_WORDS["en"])
+    return i18n.in_language(PRINT_WORDS, language)
 
 
 #: Runs of Japanese (kana, kanji, full-width forms) in running text.

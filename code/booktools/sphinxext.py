@@ -101,11 +101,6 @@ LINK_WORDS = {
 }
 
 
-def link_words(language: str | None) -> dict:
-    """:data:`LINK_WORDS` in ``language`` (English for any other)."""
-    return LINK_WORDS.get((language or "en")[:2], LINK_WORDS["en"])
-
-
 def translated_title(config, srcdir: str, docname: str, title: str) -> str:
     """A page's title as its catalogue translates it for this build's
     language (the title itself in English, or when untranslated)."""
@@ -164,7 +159,7 @@ class NotebookLinks(SphinxDirective):
         ).get("binderhub_url", "https://mybinder.org")
         binder = notebooks.binder_url(binderhub, repo, docname)
         name = Path(docname).name
-        words = link_words(self.config.language)
+        words = i18n.in_language(LINK_WORDS, self.config.language)
         download = words["download"].format(name=name)
         paragraphs = [
             f'<a class="reference download" href="{href}" download>'
@@ -222,7 +217,7 @@ class HandoutLinks(SphinxDirective):
     def run(self) -> list[nodes.Node]:
         up = "../" * self.env.docname.count("/")
         pdf = f"{up}{PDF_DIR}"
-        words = link_words(self.config.language)
+        words = i18n.in_language(LINK_WORDS, self.config.language)
         titles = {
             stem: translated_title(
                 self.config, self.env.srcdir, f"chapters/{stem}", title
