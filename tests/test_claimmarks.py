@@ -96,3 +96,93 @@ def test_overview_gives_each_chapter_its_line_and_table():
         assert "CPU minutes" in line
         record = claimmarks.read_ledger(chapter)
         assert list(table["claim"]) == list(record["claims"])
+
+
+RECORD = {
+    "claims": {
+        "xx-a": {
+            "variants": {
+                "book": {
+                    "held": [0, 1, 2],
+                    "failed": [3],
+                    "measured": {
+                        "share": [0.174, 0.214],
+                        "gap": [-1.68, -1.18],
+                    },
+                },
+            }
+        }
+    }
+}
+
+
+@pytest.mark.parametrize(
+    "spec, language, expected",
+    [
+        ("xx-a book share .0%", "en", "17% to 21%"),
+        ("xx-a book share .0%", "ja", "17% から 21%"),
+        ("xx-a book -gap .0%", "en", "118% to 168%"),  # negated, in order
+        (
+            "xx-a book share .1f",
+            "en",
+            "0.2",
+        ),  # one value when they round alike
+        ("xx-a book held", "en", "3"),
+        ("xx-a book sets", "en", "4"),
+    ],
+)
+def test_ledger_values_are_the_recorded_range_or_count(
+    spec, language, expected
+):
+    assert claimmarks.ledger_value(spec, RECORD, language) == expected
+
+
+@pytest.mark.parametrize(
+    "spec, message",
+    [
+        ("xx-a book", "expected 'claim variant"),
+        ("xx-b book share", "claim 'xx-b' is not in the ledger"),
+        ("xx-a digits share", "no 'digits' row"),
+        ("xx-a book spread .2f", "measures ['gap', 'share'], not 'spread'"),
+        ("xx-a book share .2q", "format '.2q'"),
+        ("xx-a book held .0f", "a count takes no format"),
+    ],
+)
+def test_a_ledger_value_the_ledger_lacks_is_an_error(spec, message):
+    with pytest.raises(ValueError, match=re.escape(message)):
+        claimmarks.ledger_value(spec, RECORD)
+
+
+def test_the_ledger_role_writes_the_ledgers_numbers_and_refuses_others(
+    tmp_path,
+):
+    chapter = experiments.CHAPTERS[0]
+    record = claimmarks.read_ledger(chapter)
+    claim_id, row = next(iter(record["claims"].items()))
+    cell = row["variants"]["book"]
+    measure = sorted(cell["measured"])[0]
+    lo, hi = sorted(cell["measured"][measure])
+    expected = claimmarks.ledger_value(
+        f"{claim_id} book {measure} .6f", record
+    )
+    assert expected in (f"{lo:.6f}", f"{lo:.6f} to {hi:.6f}")
+    body = (
+        all_marked(chapter)
+        + f" Range: {{ledger}}`{claim_id} book {measure} .6f`;"
+        + f" held in {{ledger}}`{claim_id} book held` of"
+        + f" {{ledger}}`{claim_id} book sets`."
+        + f"\n\n```{{checked-claims}} {chapter}\n```\n"
+    )
+    book = tiny_book(tmp_path, body)
+    done = jupyter_book(".", cwd=book)
+    assert done.returncode == 0, done.stdout[-3000:]
+    html = (book / "_build" / "html" / "page.html").read_text()
+    held = len(cell["held"])
+    total = held + len(cell["failed"])
+    assert f"Range: {expected}; held in {held} of {total}." in html
+    (book / "page.md").write_text(
+        "# Page\n\n" + body.replace(f"book {measure}", "book no_such_measure")
+    )
+    done = jupyter_book(".", cwd=book)
+    assert done.returncode != 0
+    assert "not 'no_such_measure'" in done.stdout + done.stderr

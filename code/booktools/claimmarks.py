@@ -9,6 +9,11 @@
   in order, each with its kind, its text and its row of the robustness
   ledger (``benchmarks/results/ledger/<chapter>.json``, made by
   :mod:`booktools.ledger`).
+* ``{ledger}`bn-edge-signal digits edge_share_hi .0%``` writes a number
+  the ledger recorded, so that the prose never types one: the range of a
+  claim's measure over the seed sets of one variant ("17% to 21%"; a
+  leading ``-`` negates the measure), or with ``held`` or ``sets`` in
+  place of the measure, in how many seed sets the claim held or ran.
 * The build fails (a warning under ``-W``) on a marker whose id is no
   claim, a marker of another chapter's claim, and a claim of a listed
   chapter that no sentence of the page marks.
@@ -109,6 +114,7 @@ WORDS = {
         missing="not yet in the ledger",
         sep=" \u00b7 ",
         checked="Checked: {text}",
+        range="{lo} to {hi}",
     ),
     "ja": dict(
         intro=(
@@ -136,6 +142,7 @@ WORDS = {
         missing="まだ台帳にない",
         sep="・",
         checked="このビルドが確認した主張 {number}",
+        range="{lo} から {hi}",
     ),
 }
 
@@ -177,6 +184,79 @@ def ledger_row(
             text += f" ({w['not_claimed']})"
         parts.append(f"{name} {text}")
     return w["sep"].join(parts)
+
+
+def ledger_value(
+    spec: str, record: dict | None, language: str | None = "en"
+) -> str:
+    """What ``{ledger}`spec``` writes (see the module's docstring):
+    ``spec`` is ``"claim variant what [format]"``, ``what`` a measure of
+    the claim (``-name`` negated), ``held`` or ``sets``; ``format`` a
+    format specification for the measure (``.2f``, ``.0%``).
+
+    Raises:
+        ValueError: ``spec`` is malformed, or names a claim, variant or
+            measure the ledger does not have.
+    """
+    parts = spec.split()
+    if len(parts) not in (3, 4):
+        raise ValueError(
+            f"{spec!r}: expected 'claim variant measure [format]' or "
+            "'claim variant held|sets'"
+        )
+    claim_id, variant, what = parts[:3]
+    fmt = parts[3] if len(parts) == 4 else "g"
+    row = (record or {}).get("claims", {}).get(claim_id)
+    if row is None:
+        raise ValueError(f"{spec!r}: claim {claim_id!r} is not in the ledger")
+    cell = row["variants"].get(variant)
+    if cell is None:
+        raise ValueError(
+            f"{spec!r}: the ledger has no {variant!r} row for {claim_id} "
+            f"(it has {sorted(row['variants'])})"
+        )
+    if what in ("held", "sets"):
+        if len(parts) == 4:
+            raise ValueError(f"{spec!r}: a count takes no format")
+        held = len(cell["held"])
+        return str(held if what == "held" else held + len(cell["failed"]))
+    sign, name = (-1, what[1:]) if what.startswith("-") else (1, what)
+    values = cell["measured"].get(name)
+    if values is None:
+        raise ValueError(
+            f"{spec!r}: {claim_id} measures {sorted(cell['measured'])}, "
+            f"not {name!r}"
+        )
+    lo, hi = sorted(sign * v for v in values)
+    try:
+        lo_text, hi_text = format(lo, fmt), format(hi, fmt)
+    except ValueError as e:
+        raise ValueError(f"{spec!r}: format {fmt!r}: {e}") from None
+    if lo_text == hi_text:
+        return lo_text
+    return words(language)["range"].format(lo=lo_text, hi=hi_text)
+
+
+def ledger_role(
+    name, rawtext, text, lineno, inliner, options=None, content=None
+):
+    """``{ledger}`claim variant what [format]```: a number of the ledger
+    (:func:`ledger_value`); the page is read again when the ledger
+    changes."""
+    env = inliner.document.settings.env
+    claim_id = text.split()[0] if text.split() else ""
+    found = _registry().get(claim_id)
+    try:
+        if found is None:
+            raise ValueError(f"{text!r}: no claim {claim_id!r}")
+        path = ledger.OUT / f"{found[0]}.json"
+        if path.exists():
+            env.note_dependency(str(path))
+        value = ledger_value(text, read_ledger(found[0]), env.config.language)
+    except ValueError as e:
+        msg = inliner.reporter.error(str(e), line=lineno)
+        return [inliner.problematic(rawtext, rawtext, msg)], [msg]
+    return [nodes.Text(value)], []
 
 
 def read_ledger(chapter: str, folder: Path = ledger.OUT) -> dict | None:
@@ -222,6 +302,8 @@ class CheckedClaims(SphinxDirective):
         env.claim_lists = getattr(env, "claim_lists", {})
         env.claim_lists[env.docname] = chapter
         record = read_ledger(chapter)
+        if record is not None:  # read again when the ledger changes
+            self.env.note_dependency(str(ledger.OUT / f"{chapter}.json"))
         language = self.config.language
         w = words(language)
         intro = nodes.paragraph(classes=["ledger-intro"], translatable=False)
@@ -299,6 +381,7 @@ def merge(app: Sphinx, env, docnames, other) -> None:
 def setup(app: Sphinx) -> None:
     """Register the role, the directive and the consistency check."""
     app.add_role("claim", claim_role)
+    app.add_role("ledger", ledger_role)
     app.add_directive("checked-claims", CheckedClaims)
     app.connect("env-purge-doc", purge)
     app.connect("env-merge-info", merge)

@@ -15,7 +15,8 @@ that Jupyter, Colab and GitHub render as they are, with no MyST left:
   that made it (its saved output, and its ``glue`` call no longer hides
   it when rerun), its caption stays in the text; a numbered table keeps
   its number and caption; ``literalinclude`` becomes the included code;
-* claim markers become "✓3" linking to the claim on the site;
+* claim markers become "✓3" linking to the claim on the site, and
+  numbers of the ledger (``{ledger}``) their text;
   ``{ja}``, ``{web}`` (kept) and ``{print}`` (dropped) lose their role.
 
 A first code cell installs the book's package and its pinned
@@ -169,6 +170,16 @@ def _claim(ctx: Context, text: str) -> str:
     )
 
 
+def _ledger(text: str) -> str:
+    from booktools import claimmarks
+
+    claim_id = text.split()[0] if text.split() else ""
+    found = claimmarks._registry().get(claim_id)
+    if found is None:
+        raise ValueError(f"{text!r}: no claim {claim_id!r}")
+    return claimmarks.ledger_value(text, claimmarks.read_ledger(found[0]))
+
+
 def convert_role(ctx: Context, role: str, text: str) -> str:
     """The plain Markdown of one MyST role."""
     if role == "glue:text":
@@ -181,6 +192,8 @@ def convert_role(ctx: Context, role: str, text: str) -> str:
         return _xref(ctx, role, text)
     if role == "claim":
         return _claim(ctx, text)
+    if role == "ledger":
+        return _ledger(text)
     if role == "math":
         return f"${text}$"
     if role in ("ja", "web", "sub", "sup", "abbr", "term"):
