@@ -320,6 +320,7 @@ GLUED_WORDS = {
         "opposes": "反する",
         "undecided": "未決",
         "n/a": "該当なし",
+        "not rerun": "未再実行",  # a ledger cell, while a claim has one
         "GroupNorm ahead": "グループ正規化が上",
         "BatchNorm ahead": "バッチ正規化が上",
         "larger without BatchNorm": "バッチ正規化なしのほうが大きい",

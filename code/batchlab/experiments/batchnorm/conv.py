@@ -179,7 +179,7 @@ CLAIMS = [
         "in test accuracy by the 10.6 points Wu and He report on ImageNet: "
         "the paired 95% interval of its lead ends below that",
         lambda f: f["conv_lead_hi"] < f["conv_wu_he"],
-        where=(),
+        where=("longer", "wider", "rate"),
         measure=("conv_lead", "conv_lead_lo", "conv_lead_hi"),
     ),
     Claim(
@@ -189,7 +189,7 @@ CLAIMS = [
         "BatchNorm: the paired 95% interval of its lead in test accuracy "
         "reaches below zero (in some seed sets BatchNorm leads)",
         lambda f: f["conv_lead_lo"] < 0,
-        where=(),
+        where=("longer", "wider", "rate"),
         measure=("conv_lead", "conv_lead_lo", "conv_lead_hi"),
     ),
 ]

@@ -134,7 +134,7 @@ CLAIMS = [
         "at the lower rate, full-batch descent's effective rate falls by "
         "less than a quarter of what BatchNorm at 128 loses",
         lambda f: f["edge_share_lo"] < 0.25,
-        where=(),
+        where=("rate",),
         measure=("edge_share_lo", "edge_rises_max_lo", "edge_sharp_max_lo"),
     ),
     Claim(
