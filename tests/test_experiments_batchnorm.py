@@ -699,3 +699,42 @@ def test_conv_claims_fail_when_groupnorm_leads():
     assert behind["bn-conv-tie"] and behind["bn-conv-close"]
     slightly = facts([0.05, 0.06, 0.04])  # ahead, but by less than 10.6
     assert not slightly["bn-conv-tie"] and slightly["bn-conv-close"]
+
+
+def test_outlier_findings_read_the_largest_neighbour_ratio():
+    """No outlier without BatchNorm: every seed's largest ratio of
+    neighbouring eigenvalues below 1.5. The BatchNorm network's outlier:
+    some seed's ratio above 1.5 and the mean ratio above the plain
+    network's. Each fails when its part of the spectrum says otherwise."""
+    cfg = hessian.Config()
+    plain, batch, pop = hessian.NETWORKS
+
+    def checks(plain_gaps, batch_gaps):
+        rows = []
+        for seed, (gp, gb) in enumerate(zip(plain_gaps, batch_gaps)):
+            for net, gap in ((plain, gp), (batch, gb), (pop, 1.1)):
+                rows.append(
+                    dict(
+                        network=net,
+                        seed=seed,
+                        gap=gap,
+                        ratio=3.0 + seed,
+                        decay=0.5 + 0.01 * seed,
+                        lambda_1=5.0,
+                        lambda_k=1.0,
+                        loss=1.0,
+                        steps=100,
+                    )
+                )
+        f = hessian.facts(pd.DataFrame(rows), cfg)
+        return {c.id: c.check(f) for c in hessian.CLAIMS}
+
+    both = checks([1.2, 1.3, 1.4], [1.6, 1.3, 1.35])
+    assert both["bn-hess-no-outlier"] and both["bn-hess-batch-outlier"]
+    no_isolated = checks([1.2, 1.3, 1.4], [1.45, 1.4, 1.49])
+    assert not no_isolated["bn-hess-batch-outlier"]
+    smaller_on_average = checks([1.4, 1.4, 1.4], [1.6, 1.0, 1.0])
+    assert not smaller_on_average["bn-hess-batch-outlier"]
+    plain_outlier = checks([1.2, 1.7, 1.3], [1.9, 1.8, 1.8])
+    assert not plain_outlier["bn-hess-no-outlier"]
+    assert plain_outlier["bn-hess-batch-outlier"]

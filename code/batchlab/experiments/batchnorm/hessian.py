@@ -245,6 +245,18 @@ CLAIMS = [
         where=("wider", "rate"),
         measure=("hess_gap_plain_max", "hess_gap_batch_max"),
     ),
+    Claim(
+        "bn-hess-batch-outlier",
+        "finding",
+        "at matched training loss, with batch statistics in the "
+        "derivative, some seed's BatchNorm network has a top eigenvalue "
+        "more than 1.5 times above the next, and the largest ratio of "
+        "neighbouring eigenvalues is larger than without BatchNorm on "
+        "average over the seeds",
+        lambda f: f["hess_gap_batch_max"] > 1.5 and f["hess_gap_diff"] < 0,
+        where=("longer", "wider", "rate"),
+        measure=("hess_gap_batch_max", "hess_gap_diff", "hess_gap_diff_hi"),
+    ),
 ]
 
 
