@@ -557,8 +557,9 @@ def main(argv: list[str] | None = None) -> int:
         }
     )
     problems = []
-    for path in paths:
-        problems += broken(json.loads(path.read_text()))
+    for path in paths:  # judged by the scopes the code states now
+        record = json.loads(path.read_text())
+        problems += broken(rescoped(record, record["chapter"]))
     print(
         f"ledger: {len(todo)} tasks in {seconds:.0f} s; wrote "
         + ", ".join(str(p) for p in paths)
