@@ -310,7 +310,7 @@ CLAIMS = [
         "at the largest full-batch rate the runs end past the edge of "
         "stability: top eigenvalue above 2/eta (mean over seeds)",
         lambda f: f["eos_top_edge"] > 1,
-        where=("rate",),
+        where=("wider", "rate"),
         measure=("eos_top_edge",),
     ),
     Claim(
@@ -324,7 +324,7 @@ CLAIMS = [
             and f["eos_noise_ratio_lo"] > 1
             and f["eos_acc_hi"] < 0
         ),
-        where=(),
+        where=("longer",),
         measure=("eos_lam_ratio", "eos_noise_ratio", "eos_acc_diff"),
     ),
 ]
