@@ -9,7 +9,7 @@ import pytest
 from conftest import ROOT, jupyter_book, toc_files
 
 from batchlab import claims, experiments
-from booktools import claimmarks
+from booktools import claimmarks, ledger
 
 MARKER = re.compile(r"\{claim\}`([^`]+)`")
 
@@ -151,6 +151,17 @@ def test_ledger_values_are_the_recorded_range_or_count(
 def test_a_ledger_value_the_ledger_lacks_is_an_error(spec, message):
     with pytest.raises(ValueError, match=re.escape(message)):
         claimmarks.ledger_value(spec, RECORD)
+
+
+def test_a_ledger_number_reads_the_ledger_of_the_claims_chapter():
+    chapter = experiments.CHAPTERS[-1]
+    record = claimmarks.read_ledger(chapter)
+    claim_id = next(iter(record["claims"]))
+    value, path = claimmarks.ledger_number(f"{claim_id} book sets")
+    assert path == ledger.OUT / f"{chapter}.json"
+    assert value == claimmarks.ledger_value(f"{claim_id} book sets", record)
+    with pytest.raises(ValueError, match="no claim 'zz-none'"):
+        claimmarks.ledger_number("zz-none book held")
 
 
 def test_the_ledger_role_writes_the_ledgers_numbers_and_refuses_others(

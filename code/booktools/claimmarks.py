@@ -237,22 +237,32 @@ def ledger_value(
     return words(language)["range"].format(lo=lo_text, hi=hi_text)
 
 
+def ledger_number(spec: str, language: str | None = "en") -> tuple[str, Path]:
+    """:func:`ledger_value` of ``spec`` from the ledger of the chapter
+    whose claim it names, with that ledger's path.
+
+    Raises:
+        ValueError: ``spec`` names no claim, or as for :func:`ledger_value`.
+    """
+    claim_id = spec.split()[0] if spec.split() else ""
+    found = _registry().get(claim_id)
+    if found is None:
+        raise ValueError(f"{spec!r}: no claim {claim_id!r}")
+    path = ledger.OUT / f"{found[0]}.json"
+    return ledger_value(spec, read_ledger(found[0]), language), path
+
+
 def ledger_role(
     name, rawtext, text, lineno, inliner, options=None, content=None
 ):
     """``{ledger}`claim variant what [format]```: a number of the ledger
-    (:func:`ledger_value`); the page is read again when the ledger
+    (:func:`ledger_number`); the page is read again when the ledger
     changes."""
     env = inliner.document.settings.env
-    claim_id = text.split()[0] if text.split() else ""
-    found = _registry().get(claim_id)
     try:
-        if found is None:
-            raise ValueError(f"{text!r}: no claim {claim_id!r}")
-        path = ledger.OUT / f"{found[0]}.json"
+        value, path = ledger_number(text, env.config.language)
         if path.exists():
             env.note_dependency(str(path))
-        value = ledger_value(text, read_ledger(found[0]), env.config.language)
     except ValueError as e:
         msg = inliner.reporter.error(str(e), line=lineno)
         return [inliner.problematic(rawtext, rawtext, msg)], [msg]

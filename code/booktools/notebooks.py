@@ -170,16 +170,6 @@ def _claim(ctx: Context, text: str) -> str:
     )
 
 
-def _ledger(text: str) -> str:
-    from booktools import claimmarks
-
-    claim_id = text.split()[0] if text.split() else ""
-    found = claimmarks._registry().get(claim_id)
-    if found is None:
-        raise ValueError(f"{text!r}: no claim {claim_id!r}")
-    return claimmarks.ledger_value(text, claimmarks.read_ledger(found[0]))
-
-
 def convert_role(ctx: Context, role: str, text: str) -> str:
     """The plain Markdown of one MyST role."""
     if role == "glue:text":
@@ -193,7 +183,9 @@ def convert_role(ctx: Context, role: str, text: str) -> str:
     if role == "claim":
         return _claim(ctx, text)
     if role == "ledger":
-        return _ledger(text)
+        from booktools import claimmarks
+
+        return claimmarks.ledger_number(text)[0]
     if role == "math":
         return f"${text}$"
     if role in ("ja", "web", "sub", "sup", "abbr", "term"):
